@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class DiagnosisConfig(AppConfig):
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "diagnosis"
+    verbose_name = "Diagnosis"
+    # No model loading here: ready() runs for every management command, migrate included.

@@ -1,0 +1,186 @@
+import hashlib
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.core.files.storage import FileSystemStorage
+from django.db import models, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from .findings import DISPLAY_NAMES, FINDINGS
+
+
+def private_storage():
+    """X-rays live under MEDIA_ROOT with no base URL: only the image view can send them."""
+    return FileSystemStorage(location=settings.MEDIA_ROOT, base_url=None)
+
+
+def xray_upload_to(instance, filename):
+    """A generated name, never the uploader's: xrays/2026/11/<uuid>.<ext>."""
+    suffix = PurePosixPath(filename).suffix.lower() or ".img"
+    return timezone.now().strftime(f"xrays/%Y/%m/{uuid.uuid4().hex}{suffix}")
+
+
+class Sex(models.TextChoices):
+    FEMALE = "F", "Female"
+    MALE = "M", "Male"
+    OTHER = "O", "Other"
+    UNKNOWN = "U", "Unknown"
+
+
+class PatientQuerySet(models.QuerySet):
+    def search(self, text):
+        text = (text or "").strip()
+        if not text:
+            return self
+        return self.filter(Q(mrn__icontains=text) | Q(name__icontains=text))
+
+
+class Patient(models.Model):
+    mrn = models.CharField("medical record number", max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
+    date_of_birth = models.DateField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = PatientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name", "mrn"]
+
+    def __str__(self):
+        return f"{self.name} ({self.mrn})"
+
+    def get_absolute_url(self):
+        return reverse("diagnosis:patient_detail", args=[self.pk])
+
+
+class ModelVersion(models.Model):
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    artefact_path = models.CharField(
+        max_length=500, help_text="Model directory: absolute, or relative to the project folder."
+    )
+    thresholds = models.JSONField(default=dict, help_text="Operating threshold per finding.")
+    metrics = models.JSONField(default=dict, blank=True, help_text="Validation metrics from training.")
+    evaluation = models.JSONField(default=dict, blank=True, help_text="Reports of manage.py evaluate, by split.")
+    is_active = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_active"], condition=Q(is_active=True), name="at_most_one_active_model_version"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.name}{' (active)' if self.is_active else ''}"
+
+    @classmethod
+    def active(cls):
+        return cls.objects.filter(is_active=True).first()
+
+    def activate(self):
+        """Make this the version new uploads use (deactivating any other) in one transaction."""
+        with transaction.atomic():
+            ModelVersion.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
+            ModelVersion.objects.filter(pk=self.pk).update(is_active=True)
+        self.is_active = True
+
+
+class XRayStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ViewPosition(models.TextChoices):
+    PA = "PA", "PA (posteroanterior)"
+    AP = "AP", "AP (anteroposterior)"
+
+
+class XRayQuerySet(models.QuerySet):
+    def with_flagged(self):
+        flagged = Prediction.objects.filter(flagged=True).order_by("-probability")
+        return self.select_related("patient", "uploaded_by").prefetch_related(
+            models.Prefetch("predictions", queryset=flagged, to_attr="flagged_predictions")
+        )
+
+    def with_flagged_finding(self, finding):
+        return self.filter(predictions__finding=finding, predictions__flagged=True)
+
+
+class XRay(models.Model):
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="xrays")
+    image = models.FileField(upload_to=xray_upload_to, storage=private_storage, max_length=200)
+    original_name = models.CharField(max_length=255, blank=True)
+    sha256 = models.CharField("content SHA-256", max_length=64, db_index=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(default=timezone.now, db_index=True)
+    status = models.CharField(max_length=10, choices=XRayStatus.choices, default=XRayStatus.PENDING)
+    error = models.TextField(blank=True)
+    view_position = models.CharField(max_length=2, choices=ViewPosition.choices, blank=True)
+    clinical_note = models.TextField(blank=True)
+
+    objects = XRayQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-uploaded_at", "-pk"]
+        verbose_name = "X-ray"
+
+    def __str__(self):
+        return f"X-ray {self.pk} of {self.patient} ({self.uploaded_at:%Y-%m-%d %H:%M})"
+
+    def get_absolute_url(self):
+        return reverse("diagnosis:xray_detail", args=[self.pk])
+
+    @staticmethod
+    def digest(data):
+        return hashlib.sha256(data).hexdigest()
+
+    @cached_property
+    def model_version(self):
+        first = self.predictions.select_related("model_version").first()
+        return first.model_version if first else None
+
+
+class Prediction(models.Model):
+    xray = models.ForeignKey(XRay, on_delete=models.CASCADE, related_name="predictions")
+    finding = models.CharField(max_length=32, choices=[(name, DISPLAY_NAMES[name]) for name in FINDINGS])
+    probability = models.FloatField()
+    flagged = models.BooleanField(help_text="Probability at or above the model version's threshold.")
+    model_version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="predictions")
+    heatmap = models.BinaryField(
+        null=True, blank=True, editable=False, help_text="Class activation map, float16 bytes (h x w)."
+    )
+    heatmap_shape = models.JSONField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-probability"]
+        constraints = [
+            models.UniqueConstraint(fields=["xray", "finding"], name="one_prediction_per_xray_finding")
+        ]
+
+    def __str__(self):
+        return f"{self.finding}: {self.probability:.3f}{' (flagged)' if self.flagged else ''}"
+
+    @property
+    def display_name(self):
+        return DISPLAY_NAMES[self.finding]
+
+    @property
+    def percent(self):
+        return round(self.probability * 100, 1)

@@ -1,0 +1,127 @@
+"""Dispredo settings: every deployment-specific value comes from the environment.
+
+Local defaults are safe: DEBUG off, SQLite and private files under ./var, a secret key
+generated on first start. See README.md for the variables.
+"""
+
+from pathlib import Path
+
+from .env import database, env_bool, env_list, env_path, secret_key
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Everything the application writes (database, uploads, trained models) lives here.
+DATA_DIR = env_path("DISPREDO_DATA_DIR", BASE_DIR / "var")
+
+SECRET_KEY = secret_key("DISPREDO_SECRET_KEY", DATA_DIR / "secret_key")
+DEBUG = env_bool("DISPREDO_DEBUG", False)
+ALLOWED_HOSTS = env_list("DISPREDO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DISPREDO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "diagnosis",
+    "mltrain",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "dispredo_site.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "dispredo_site.wsgi.application"
+
+DATABASES = {"default": database("DATABASE_URL", DATA_DIR / "dispredo.sqlite3")}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Concurrent web workers write to SQLite: wait for the lock instead of failing.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "diagnosis:worklist"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = env_path("DISPREDO_STATIC_ROOT", BASE_DIR / "staticfiles")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve straight from the app folders, so the start command needs no collectstatic step.
+WHITENOISE_USE_FINDERS = True
+
+# Uploaded X-rays: a private folder with no URL; images are served only by a view that checks the user.
+MEDIA_ROOT = env_path("DISPREDO_MEDIA_ROOT", DATA_DIR / "media")
+MEDIA_URL = None
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# Largest X-ray accepted (a 1024x1024 NIH PNG is about 0.5 MB; a 16-bit 3000x3000 one about 18 MB).
+DISPREDO_MAX_UPLOAD_BYTES = 40 * 1024 * 1024
+
+# Trained model artefacts (train writes here); the shipped default model lives in the repository.
+DISPREDO_MODEL_DIR = env_path("DISPREDO_MODEL_DIR", DATA_DIR / "models")
+DISPREDO_DEFAULT_MODEL_DIR = BASE_DIR / "models" / "default"
+# Preprocessed training data (mltrain writes here).
+DISPREDO_MLTRAIN_DIR = env_path("DISPREDO_MLTRAIN_DIR", DATA_DIR / "mltrain")
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("DISPREDO_SECURE_COOKIES", False)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DISPREDO_BEHIND_PROXY") else None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"diagnosis": {"handlers": ["console"], "level": "INFO"}},
+}
