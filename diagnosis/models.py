@@ -13,9 +13,15 @@ from django.utils.functional import cached_property
 from .findings import DISPLAY_NAMES, FINDINGS
 
 
+class PrivateStorage(FileSystemStorage):
+    """X-rays live under MEDIA_ROOT and have no URL: only the image view, which checks the user, sends them."""
+
+    def url(self, name):
+        raise ValueError("X-ray files are private and have no public URL.")
+
+
 def private_storage():
-    """X-rays live under MEDIA_ROOT with no base URL: only the image view can send them."""
-    return FileSystemStorage(location=settings.MEDIA_ROOT, base_url=None)
+    return PrivateStorage()
 
 
 def xray_upload_to(instance, filename):
@@ -184,3 +190,7 @@ class Prediction(models.Model):
     @property
     def percent(self):
         return round(self.probability * 100, 1)
+
+    @property
+    def threshold_percent(self):
+        return round(float(self.model_version.thresholds[self.finding]) * 100, 1)

@@ -1,4 +1,16 @@
 from django.urls import path
 
+from . import views
+
 app_name = "diagnosis"
-urlpatterns = []
+urlpatterns = [
+    path("", views.worklist, name="worklist"),
+    path("patients/", views.patient_list, name="patient_list"),
+    path("patients/new/", views.patient_create, name="patient_create"),
+    path("patients/<int:pk>/", views.patient_detail, name="patient_detail"),
+    path("patients/<int:pk>/edit/", views.patient_edit, name="patient_edit"),
+    path("patients/<int:pk>/delete/", views.patient_delete, name="patient_delete"),
+    path("upload/", views.upload, name="upload"),
+    path("xrays/<int:pk>/", views.xray_detail, name="xray_detail"),
+    path("xrays/<int:pk>/image/", views.xray_image, name="xray_image"),
+]

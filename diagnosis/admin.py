@@ -1,0 +1,158 @@
+import base64
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from .artefact import resolve
+from .models import ModelVersion, Patient, Prediction, XRay
+
+
+class XRayInline(admin.TabularInline):
+    model = XRay
+    fields = ["uploaded_at", "status", "view_position", "original_name", "uploaded_by"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Patient)
+class PatientAdmin(admin.ModelAdmin):
+    list_display = ["mrn", "name", "sex", "date_of_birth", "xray_count", "created_at", "created_by"]
+    list_filter = ["sex", "created_at"]
+    search_fields = ["mrn", "name"]
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+    inlines = [XRayInline]
+
+    @admin.display(description="X-rays")
+    def xray_count(self, obj):
+        return obj.xrays.count()
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+class PredictionInline(admin.TabularInline):
+    model = Prediction
+    fields = ["finding", "probability", "flagged", "model_version"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    ordering = ["-probability"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(XRay)
+class XRayAdmin(admin.ModelAdmin):
+    list_display = ["id", "patient", "uploaded_at", "status", "view_position", "flagged_findings", "uploaded_by"]
+    list_filter = ["status", "view_position", "uploaded_at", "predictions__model_version"]
+    search_fields = ["patient__mrn", "patient__name", "original_name", "sha256"]
+    list_select_related = ["patient", "uploaded_by"]
+    readonly_fields = ["image_preview", "original_name", "sha256", "width", "height", "uploaded_by", "uploaded_at", "error"]
+    exclude = ["image"]
+    raw_id_fields = ["patient"]
+    inlines = [PredictionInline]
+    date_hierarchy = "uploaded_at"
+
+    @admin.display(description="Image")
+    def image_preview(self, obj):
+        # Through the view that checks the user: X-ray files have no public URL.
+        url = reverse("diagnosis:xray_image", args=[obj.pk])
+        return format_html('<a href="{}"><img src="{}" alt="X-ray" style="max-width:240px"></a>', url, url)
+
+    @admin.display(description="Flagged")
+    def flagged_findings(self, obj):
+        return ", ".join(p.finding for p in obj.predictions.all() if p.flagged) or "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("predictions")
+
+
+@admin.register(Prediction)
+class PredictionAdmin(admin.ModelAdmin):
+    list_display = ["xray", "finding", "probability", "flagged", "model_version"]
+    list_filter = ["finding", "flagged", "model_version"]
+    search_fields = ["xray__patient__mrn", "xray__patient__name"]
+    list_select_related = ["xray__patient", "model_version"]
+
+    # Predictions are what a model said: nobody edits them by hand.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["name", "is_active", "created_at", "test_mean_auroc", "artefact_path"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "artefact_path"]
+    readonly_fields = ["created_at", "thresholds", "metrics", "evaluation_report"]
+    exclude = ["evaluation"]
+    actions = ["make_active"]
+
+    @admin.display(description="Test mean AUROC")
+    def test_mean_auroc(self, obj):
+        value = obj.evaluation.get("test", {}).get("mean_auroc")
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+    @admin.display(description="Evaluation")
+    def evaluation_report(self, obj):
+        if not obj.evaluation:
+            return "Not evaluated yet: run manage.py evaluate --version " + obj.name
+        parts = []
+        for split in sorted(obj.evaluation):
+            report = obj.evaluation[split]
+            rows = format_html_join(
+                "",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                (
+                    (name, _fmt(m.get("auroc")), _fmt(m.get("precision")), _fmt(m.get("recall")), _fmt(m.get("f1")))
+                    for name, m in report.get("per_finding", {}).items()
+                ),
+            )
+            roc = resolve(obj.artefact_path) / f"roc_{split}.png"
+            image = ""
+            if roc.is_file():
+                image = format_html(
+                    '<img alt="ROC curves" style="max-width:640px" src="data:image/png;base64,{}">',
+                    base64.b64encode(roc.read_bytes()).decode(),
+                )
+            parts.append(
+                format_html(
+                    "<h3>{} split: mean AUROC {}</h3><table><tr><th>Finding</th><th>AUROC</th><th>Precision</th>"
+                    "<th>Recall</th><th>F1</th></tr>{}</table>{}",
+                    split, _fmt(report.get("mean_auroc")), rows, image,
+                )
+            )
+        return format_html_join("", "{}", ((part,) for part in parts))
+
+    @admin.action(description="Make the selected version the active model")
+    def make_active(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
+            return
+        version = queryset.get()
+        version.activate()
+        self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
+
+    def save_model(self, request, obj, form, change):
+        # The checkbox goes through activate() so at most one version is active.
+        wants_active = obj.is_active
+        obj.is_active = False if wants_active else obj.is_active
+        super().save_model(request, obj, form, change)
+        if wants_active:
+            obj.activate()
+
+
+def _fmt(value):
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "—"

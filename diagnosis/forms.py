@@ -1,0 +1,107 @@
+from django import forms
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from .findings import DISPLAY_NAMES, FINDINGS
+from .imaging import InvalidImage, open_xray
+from .models import Patient, ViewPosition, XRayStatus
+
+INVALID_IMAGE_MESSAGE = "Please upload a chest X-ray image (PNG or JPEG)."
+
+
+class DateInput(forms.DateInput):
+    input_type = "date"
+
+
+class PatientForm(forms.ModelForm):
+    class Meta:
+        model = Patient
+        fields = ["mrn", "name", "sex", "date_of_birth", "notes"]
+        widgets = {"date_of_birth": DateInput(), "notes": forms.Textarea(attrs={"rows": 3})}
+
+    def clean_mrn(self):
+        return self.cleaned_data["mrn"].strip().upper()
+
+    def clean_name(self):
+        return " ".join(self.cleaned_data["name"].split())
+
+
+class XRayFileField(forms.FileField):
+    """A file that must decode as a PNG or JPEG image; cleans to (bytes, PIL image, name)."""
+
+    default_error_messages = {
+        "required": "Please choose an X-ray image file.",
+        "invalid": INVALID_IMAGE_MESSAGE,
+        "empty": INVALID_IMAGE_MESSAGE,
+        "missing": INVALID_IMAGE_MESSAGE,
+        "too_large": "The file is larger than %(limit)s MB.",
+    }
+
+    def clean(self, data, initial=None):
+        upload = super().clean(data, initial)
+        limit = settings.DISPREDO_MAX_UPLOAD_BYTES
+        if upload.size > limit:
+            raise ValidationError(
+                self.error_messages["too_large"], code="too_large", params={"limit": limit // (1024 * 1024)}
+            )
+        content = upload.read()
+        try:
+            image = open_xray(content)
+        except InvalidImage as exc:
+            raise ValidationError(self.error_messages["invalid"], code="invalid_image") from exc
+        return content, image, upload.name
+
+
+class UploadForm(forms.Form):
+    """An X-ray for an existing patient, or for a patient created in the same step."""
+
+    patient = forms.ModelChoiceField(
+        queryset=Patient.objects.all(), required=False, empty_label="— New patient (fill in below) —"
+    )
+    new_mrn = forms.CharField(label="Medical record number", max_length=32, required=False)
+    new_name = forms.CharField(label="Name", max_length=200, required=False)
+    new_sex = forms.ChoiceField(label="Sex", choices=PatientForm.base_fields["sex"].choices, required=False)
+    new_date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
+    image = XRayFileField(label="X-ray image", widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg"}))
+    view_position = forms.ChoiceField(
+        choices=[("", "Unknown")] + list(ViewPosition.choices), required=False
+    )
+    clinical_note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("patient"):
+            return cleaned
+        new_patient = PatientForm(
+            data={
+                "mrn": cleaned.get("new_mrn", ""),
+                "name": cleaned.get("new_name", ""),
+                "sex": cleaned.get("new_sex") or "U",
+                "date_of_birth": cleaned.get("new_date_of_birth"),
+                "notes": "",
+            }
+        )
+        if not (cleaned.get("new_mrn") or cleaned.get("new_name")):
+            raise ValidationError("Choose a patient, or enter a new patient's record number and name.", code="no_patient")
+        if not new_patient.is_valid():
+            for field, errors in new_patient.errors.items():
+                for error in errors:
+                    self.add_error(f"new_{field}" if field != "__all__" else None, error)
+            return cleaned
+        cleaned["new_patient"] = new_patient.instance
+        return cleaned
+
+    def chosen_patient(self):
+        """The patient to attach the X-ray to: an existing row or an unsaved new one."""
+        return self.cleaned_data.get("patient") or self.cleaned_data["new_patient"]
+
+
+class WorklistFilterForm(forms.Form):
+    status = forms.ChoiceField(choices=[("", "Any status")] + list(XRayStatus.choices), required=False)
+    finding = forms.ChoiceField(
+        choices=[("", "Any finding")] + [(name, DISPLAY_NAMES[name]) for name in FINDINGS], required=False
+    )
+
+
+class PatientSearchForm(forms.Form):
+    q = forms.CharField(label="Search", required=False, max_length=200)

@@ -1,0 +1,106 @@
+"""Scoring X-rays with the active model version.
+
+The model is loaded on first use, once per process and per version, from the active
+``ModelVersion`` (never at import time or in ``AppConfig.ready()``). Serving uses ONNX Runtime
+on the artefact's exported ``model.onnx``, so a web process never imports TensorFlow.
+Activating another version takes effect on the next upload, without a restart.
+"""
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .artefact import read_metadata, resolve
+from .findings import FINDINGS
+from .imaging import to_model_pixels
+
+logger = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_loaded = {}  # ModelVersion pk -> Predictor; a process keeps the few versions it has served.
+
+
+class NoActiveModel(Exception):
+    """No model version is installed and active."""
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One X-ray's output: probabilities and class activation maps, in FINDINGS order."""
+
+    probabilities: np.ndarray  # float32 [14]
+    cams: np.ndarray  # float32 [h, w, 14]
+
+
+class Predictor:
+    """A loaded serving model: ``predict`` takes PIL images and returns ``Scores``."""
+
+    def __init__(self, location, threads=None):
+        import onnxruntime
+
+        self.metadata = read_metadata(location)
+        self.input_size = int(self.metadata["input_size"])
+        serving = self.metadata.get("serving", {})
+        options = onnxruntime.SessionOptions()
+        # One request at a time per thread: intra-op threads give latency, not throughput.
+        options.intra_op_num_threads = threads or int(os.environ.get("DISPREDO_INFERENCE_THREADS", "2"))
+        options.inter_op_num_threads = 1
+        path = resolve(location) / serving.get("file", "model.onnx")
+        try:
+            self.session = onnxruntime.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # ONNX Runtime raises its own classes, not OSError/ValueError.
+            raise ArtefactError(f"Cannot load the serving model {path}: {exc}") from exc
+        self.input_name = serving.get("input", "image")
+
+    def pixels(self, image):
+        return to_model_pixels(image, self.input_size)
+
+    def predict_pixels(self, batch):
+        """Scores for a uint8 batch [N, S, S]."""
+        feed = {self.input_name: np.asarray(batch, dtype=np.float32)[..., np.newaxis]}
+        try:
+            probabilities, cams = self.session.run(["probabilities", "cams"], feed)
+        except Exception as exc:  # ONNX Runtime's own error classes
+            raise RuntimeError(f"The model failed on this image: {exc}") from exc
+        return [Scores(p, c) for p, c in zip(probabilities, cams)]
+
+    def predict(self, image):
+        return self.predict_pixels(self.pixels(image)[np.newaxis])[0]
+
+
+def predictor_for(version):
+    """The process's predictor for ``version``, loading it on first use."""
+    predictor = _loaded.get(version.pk)
+    if predictor is None:
+        with _lock:
+            predictor = _loaded.get(version.pk)
+            if predictor is None:
+                logger.info("Loading model version %s from %s", version.name, version.artefact_path)
+                predictor = Predictor(version.artefact_path)
+                _loaded[version.pk] = predictor
+    return predictor
+
+
+def active_predictor():
+    """(ModelVersion, Predictor) for the active version; raises ``NoActiveModel``."""
+    from .models import ModelVersion
+
+    version = ModelVersion.active()
+    if version is None:
+        raise NoActiveModel("No model version is active.")
+    return version, predictor_for(version)
+
+
+def clear_cache():
+    """Forget loaded models (tests; an artefact replaced on disk)."""
+    with _lock:
+        _loaded.clear()
+
+
+def finding_index(name):
+    return FINDINGS.index(name)

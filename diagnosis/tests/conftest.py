@@ -1,0 +1,89 @@
+import os
+from pathlib import Path
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from diagnosis import inference
+from diagnosis.models import Patient
+from diagnosis.registry import register_model_version
+from diagnosis.tests.tiny_model import build_tiny_artefact
+
+REPO = Path(__file__).resolve().parents[2]
+NIH_SAMPLE = Path(os.environ.get("DISPREDO_NIH_SAMPLE", REPO.parent / "shared" / "data" / "nih-sample"))
+
+# Real NIH images of each kind the sample holds (see its README).
+RGBA_1024 = "images_002/images/00001369_000.png"
+GRAY_1024 = "images_002/images/00000075_000.png"
+
+
+def _first_of_size(size):
+    from PIL import Image
+
+    for path in sorted((NIH_SAMPLE / "images_001" / "images").glob("*.png")):
+        with Image.open(path) as image:
+            if image.size == (size, size):
+                return path
+    raise FileNotFoundError(f"No {size}x{size} image in {NIH_SAMPLE}/images_001")
+
+
+@pytest.fixture(scope="session")
+def nih_sample():
+    if not NIH_SAMPLE.is_dir():
+        pytest.skip(f"NIH sample not found at {NIH_SAMPLE} (set DISPREDO_NIH_SAMPLE to its folder)")
+    return NIH_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def sample_images(nih_sample):
+    """Paths of real X-rays: a 1024x1024 RGBA original, a 256x256 and a 64x64 image."""
+    return {
+        "rgba_1024": nih_sample / RGBA_1024,
+        "gray_1024": nih_sample / GRAY_1024,
+        "px_256": _first_of_size(256),
+        "px_64": _first_of_size(64),
+    }
+
+
+@pytest.fixture(autouse=True)
+def private_media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.DISPREDO_MODEL_DIR = tmp_path / "models"
+    inference.clear_cache()
+    yield settings.MEDIA_ROOT
+    inference.clear_cache()
+
+
+@pytest.fixture
+def staff(db):
+    return get_user_model().objects.create_user("nurse", password="correct horse battery", is_staff=True)
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+@pytest.fixture
+def admin_client_(db, client):
+    admin = get_user_model().objects.create_superuser("boss", password="correct horse battery")
+    client.force_login(admin)
+    return client
+
+
+@pytest.fixture
+def patient(staff):
+    return Patient.objects.create(mrn="MRN001", name="Ada Lovelace", sex="F", created_by=staff)
+
+
+@pytest.fixture
+def tiny_model(db, tmp_path):
+    """A tiny real ONNX model, registered and active."""
+    build_tiny_artefact(tmp_path / "tiny")
+    return register_model_version(tmp_path / "tiny", activate=True)
+
+
+def stored_files(media_root):
+    root = Path(media_root)
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []

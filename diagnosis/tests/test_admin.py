@@ -1,0 +1,54 @@
+import pytest
+from django.urls import reverse
+
+from diagnosis.models import ModelVersion
+from diagnosis.tests.factories import make_xray
+
+
+@pytest.mark.django_db
+def test_admin_pages_render_for_every_model(admin_client_, patient, tiny_model):
+    xray = make_xray(patient, version=tiny_model, flagged={"Edema"})
+    prediction = xray.predictions.get(finding="Edema")
+    for model, obj in [("patient", patient), ("xray", xray), ("prediction", prediction), ("modelversion", tiny_model)]:
+        changelist = admin_client_.get(reverse(f"admin:diagnosis_{model}_changelist"))
+        assert changelist.status_code == 200, model
+        change = admin_client_.get(reverse(f"admin:diagnosis_{model}_change", args=[obj.pk]))
+        assert change.status_code == 200, model
+    searched = admin_client_.get(reverse("admin:diagnosis_patient_changelist"), {"q": "lovelace"})
+    assert searched.context["cl"].result_count == 1
+    filtered = admin_client_.get(reverse("admin:diagnosis_xray_changelist"), {"status__exact": "done"})
+    assert filtered.context["cl"].result_count == 1
+
+
+@pytest.mark.django_db
+def test_predictions_are_read_only_in_the_admin(admin_client_, patient, tiny_model):
+    prediction = make_xray(patient, version=tiny_model).predictions.first()
+    response = admin_client_.post(
+        reverse("admin:diagnosis_prediction_change", args=[prediction.pk]),
+        {"finding": prediction.finding, "probability": "0.99", "flagged": "on", "model_version": tiny_model.pk},
+    )
+    assert response.status_code == 403
+    prediction.refresh_from_db()
+    assert prediction.probability == pytest.approx(0.1)
+    assert admin_client_.get(reverse("admin:diagnosis_prediction_add")).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_to_delete_a_patient_with_xrays(admin_client_, patient):
+    make_xray(patient)
+    response = admin_client_.post(reverse("admin:diagnosis_patient_delete", args=[patient.pk]), {"post": "yes"})
+    assert response.status_code == 200
+    assert "would require deleting the following protected related objects" in response.content.decode()
+    assert patient.__class__.objects.filter(pk=patient.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_action_activates_exactly_one_version(admin_client_, tiny_model):
+    other = ModelVersion.objects.create(name="other", artefact_path="/nowhere", thresholds={})
+    response = admin_client_.post(
+        reverse("admin:diagnosis_modelversion_changelist"),
+        {"action": "make_active", "index": "0", "_selected_action": [other.pk]},
+        follow=True,
+    )
+    assert [str(m) for m in response.context["messages"]] == ["other is now the active model."]
+    assert list(ModelVersion.objects.filter(is_active=True)) == [other]

@@ -1,0 +1,48 @@
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from diagnosis.models import Patient, XRayStatus
+from diagnosis.tests.factories import make_xray
+from diagnosis.views import PAGE_SIZE
+
+URL = reverse("diagnosis:worklist")
+
+
+@pytest.mark.django_db
+def test_it_lists_xrays_across_patients_newest_first(staff_client, patient, tiny_model):
+    other = Patient.objects.create(mrn="P2", name="Mary Somerville")
+    now = timezone.now()
+    first = make_xray(patient, version=tiny_model, flagged={"Effusion"}, uploaded_at=now - timedelta(hours=2))
+    second = make_xray(other, version=tiny_model, uploaded_at=now - timedelta(hours=1))
+    third = make_xray(patient, uploaded_at=now)
+    response = staff_client.get(URL)
+    assert [x.pk for x in response.context["page"]] == [third.pk, second.pk, first.pk]
+    html = response.content.decode()
+    assert "Effusion 90.0%" in html and "None flagged" in html and "Pending" in html
+
+
+@pytest.mark.django_db
+def test_it_filters_by_status_and_by_finding(staff_client, patient, tiny_model):
+    effusion = make_xray(patient, version=tiny_model, flagged={"Effusion"})
+    make_xray(patient, version=tiny_model, flagged={"Mass"})
+    pending = make_xray(patient)
+    by_status = staff_client.get(URL, {"status": XRayStatus.PENDING})
+    assert [x.pk for x in by_status.context["page"]] == [pending.pk]
+    by_finding = staff_client.get(URL, {"finding": "Effusion"})
+    assert [x.pk for x in by_finding.context["page"]] == [effusion.pk]
+    both = staff_client.get(URL, {"finding": "Effusion", "status": XRayStatus.PENDING})
+    assert list(both.context["page"]) == []
+
+
+@pytest.mark.django_db
+def test_it_paginates_and_keeps_the_filters(staff_client, patient):
+    for _ in range(PAGE_SIZE + 2):
+        make_xray(patient)
+    first = staff_client.get(URL, {"status": "pending"})
+    assert len(first.context["page"]) == PAGE_SIZE
+    assert "?status=pending&amp;page=2" in first.content.decode()
+    second = staff_client.get(URL, {"status": "pending", "page": 2})
+    assert len(second.context["page"]) == 2

@@ -1,0 +1,45 @@
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from diagnosis.models import XRay
+
+
+@pytest.fixture
+def scored_xray(staff_client, patient, tiny_model, sample_images):
+    path = sample_images["px_256"]
+    staff_client.post(reverse("diagnosis:upload"), {"patient": patient.pk, "image": SimpleUploadedFile(path.name, path.read_bytes())})
+    return XRay.objects.get()
+
+
+@pytest.mark.django_db
+def test_the_result_page_shows_findings_high_to_low_with_flags(staff_client, scored_xray, tiny_model, staff):
+    response = staff_client.get(scored_xray.get_absolute_url())
+    html = response.content.decode()
+    predictions = response.context["predictions"]
+    assert response.status_code == 200
+    assert len(predictions) == 14
+    probabilities = [p.probability for p in predictions]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert response.context["flagged"] == [p for p in predictions if p.probability >= 0.5]
+    assert html.count('class="flagged"') == len(response.context["flagged"])
+    assert "Research use only: not for clinical diagnosis" in html
+    assert tiny_model.name in html and staff.username in html
+    assert reverse("diagnosis:xray_image", args=[scored_xray.pk]) in html
+    # Stored heatmaps for every finding, drawn client-side without recomputation.
+    assert set(response.context["heatmaps"]) == {p.finding for p in predictions}
+
+
+@pytest.mark.django_db
+def test_the_image_view_sends_the_stored_file_privately(staff_client, scored_xray, sample_images):
+    response = staff_client.get(reverse("diagnosis:xray_image", args=[scored_xray.pk]))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response["Cache-Control"] == "private, max-age=3600"
+    assert b"".join(response.streaming_content) == sample_images["px_256"].read_bytes()
+
+
+@pytest.mark.django_db
+def test_an_unknown_xray_is_404(staff_client):
+    assert staff_client.get(reverse("diagnosis:xray_detail", args=[12345])).status_code == 404
+    assert staff_client.get(reverse("diagnosis:xray_image", args=[12345])).status_code == 404

@@ -1,0 +1,67 @@
+"""A tiny serving model in the artefact format, built with ONNX directly (no TensorFlow).
+
+It is a real network (conv -> ReLU -> global average pool -> dense -> sigmoid, with class
+activation maps), so tests exercise the same loading and scoring code as a trained model.
+"""
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from diagnosis.artefact import write_metadata
+from diagnosis.findings import FINDINGS
+
+CHANNELS = 4
+
+
+def build_tiny_artefact(directory, *, name="tiny-test-model", size=32, seed=0, thresholds=None):
+    """Write a complete artefact into ``directory``; returns its metadata."""
+    rng = np.random.default_rng(seed)
+    conv = rng.normal(0, 0.5, (CHANNELS, 1, 4, 4)).astype(np.float32)
+    dense = rng.normal(0, 1.0, (CHANNELS, len(FINDINGS))).astype(np.float32)
+    bias = rng.normal(0, 0.5, (len(FINDINGS),)).astype(np.float32)
+    nodes = [
+        helper.make_node("Mul", ["image", "scale"], ["scaled"]),
+        helper.make_node("Transpose", ["scaled"], ["nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["nchw", "conv_w"], ["conv"], strides=[4, 4]),
+        helper.make_node("Relu", ["conv"], ["features"]),
+        helper.make_node("GlobalAveragePool", ["features"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "dense_w", "dense_b"], ["logits"]),
+        helper.make_node("Sigmoid", ["logits"], ["probabilities"]),
+        helper.make_node("Transpose", ["features"], ["nhwc"], perm=[0, 2, 3, 1]),
+        helper.make_node("MatMul", ["nhwc", "dense_w"], ["cams"]),
+    ]
+    initializers = [
+        numpy_helper.from_array(np.array(1 / 255, dtype=np.float32), "scale"),
+        numpy_helper.from_array(conv, "conv_w"),
+        numpy_helper.from_array(dense, "dense_w"),
+        numpy_helper.from_array(bias, "dense_b"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 1])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", len(FINDINGS)]),
+            helper.make_tensor_value_info("cams", TensorProto.FLOAT, ["N", size // 4, size // 4, len(FINDINGS)]),
+        ],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    directory.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(directory / "model.onnx"))
+    return write_metadata(
+        directory,
+        {
+            "name": name,
+            "strategy": "test",
+            "findings": list(FINDINGS),
+            "thresholds": thresholds or {finding: 0.5 for finding in FINDINGS},
+            "input_size": size,
+            "serving": {"file": "model.onnx", "input": "image"},
+            "metrics": {},
+        },
+    )

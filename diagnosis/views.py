@@ -1,0 +1,162 @@
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import ProtectedError
+from django.http import FileResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from .access import get_patient_for_user, get_xray_for_user, staff_required
+from .findings import DISPLAY_NAMES
+from .forms import PatientForm, PatientSearchForm, UploadForm, WorklistFilterForm
+from .models import ModelVersion, Patient, XRay, XRayStatus
+from .scoring import heatmap_of, score_xray, store_xray
+
+PAGE_SIZE = 25
+
+
+def _page(request, queryset):
+    return Paginator(queryset, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+def _query_without_page(request):
+    query = request.GET.copy()
+    query.pop("page", None)
+    return query.urlencode()
+
+
+@staff_required
+def worklist(request):
+    form = WorklistFilterForm(request.GET or None)
+    xrays = XRay.objects.with_flagged()
+    if form.is_valid():
+        if form.cleaned_data["status"]:
+            xrays = xrays.filter(status=form.cleaned_data["status"])
+        if form.cleaned_data["finding"]:
+            xrays = xrays.with_flagged_finding(form.cleaned_data["finding"])
+    return render(
+        request,
+        "diagnosis/worklist.html",
+        {"form": form, "page": _page(request, xrays), "query": _query_without_page(request)},
+    )
+
+
+@staff_required
+def patient_list(request):
+    form = PatientSearchForm(request.GET or None)
+    patients = Patient.objects.all()
+    if form.is_valid():
+        patients = patients.search(form.cleaned_data["q"])
+    return render(
+        request,
+        "diagnosis/patient_list.html",
+        {"form": form, "page": _page(request, patients), "query": _query_without_page(request)},
+    )
+
+
+@staff_required
+def patient_create(request):
+    form = PatientForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        patient = form.save(commit=False)
+        patient.created_by = request.user
+        patient.save()
+        messages.success(request, f"Patient {patient} registered.")
+        return redirect(patient)
+    return render(request, "diagnosis/patient_form.html", {"form": form})
+
+
+@staff_required
+def patient_edit(request, pk):
+    patient = get_patient_for_user(request, pk)
+    form = PatientForm(request.POST or None, instance=patient)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, f"Patient {patient} updated.")
+        return redirect(patient)
+    return render(request, "diagnosis/patient_form.html", {"form": form, "patient": patient})
+
+
+@staff_required
+@require_POST
+def patient_delete(request, pk):
+    patient = get_patient_for_user(request, pk)
+    try:
+        patient.delete()
+    except ProtectedError:
+        messages.error(request, f"Patient {patient} has X-rays on record and cannot be deleted.")
+        return redirect(patient)
+    messages.success(request, f"Patient {patient} deleted.")
+    return redirect("diagnosis:patient_list")
+
+
+@staff_required
+def patient_detail(request, pk):
+    patient = get_patient_for_user(request, pk)
+    xrays = patient.xrays.with_flagged()
+    return render(request, "diagnosis/patient_detail.html", {"patient": patient, "page": _page(request, xrays)})
+
+
+@staff_required
+def upload(request):
+    initial = {}
+    if request.GET.get("patient", "").isdigit():
+        initial["patient"] = request.GET["patient"]
+    form = UploadForm(request.POST or None, request.FILES or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data, image, original_name = form.cleaned_data["image"]
+        xray = store_xray(
+            patient=form.chosen_patient(),
+            data=data,
+            original_name=original_name,
+            image=image,
+            uploaded_by=request.user,
+            view_position=form.cleaned_data["view_position"],
+            clinical_note=form.cleaned_data["clinical_note"],
+        )
+        status = score_xray(xray, image)
+        if status == XRayStatus.PENDING:
+            messages.warning(request, "X-ray stored. No model is installed yet, so it is pending diagnosis.")
+        elif status == XRayStatus.FAILED:
+            messages.error(request, "X-ray stored, but the model could not score it. An administrator has been told.")
+        return redirect(xray)
+    return render(
+        request,
+        "diagnosis/upload.html",
+        {"form": form, "model_version": ModelVersion.active()},
+    )
+
+
+@staff_required
+def xray_detail(request, pk):
+    xray = get_xray_for_user(request, pk)
+    predictions = list(xray.predictions.select_related("model_version").order_by("-probability"))
+    version = predictions[0].model_version if predictions else None
+    heatmaps = {}
+    for prediction in predictions:
+        cam = heatmap_of(prediction)
+        if cam is not None:
+            heatmaps[prediction.finding] = cam.round(4).tolist()
+    return render(
+        request,
+        "diagnosis/xray_detail.html",
+        {
+            "xray": xray,
+            "predictions": predictions,
+            "flagged": [p for p in predictions if p.flagged],
+            "model_version": version,
+            "thresholds": version.thresholds if version else {},
+            "heatmaps": heatmaps,
+            "display_names": DISPLAY_NAMES,
+        },
+    )
+
+
+@staff_required
+def xray_image(request, pk):
+    xray = get_xray_for_user(request, pk)
+    content_type = "image/png" if xray.image.name.endswith(".png") else "image/jpeg"
+    response = FileResponse(xray.image.open("rb"), content_type=content_type)
+    # Patient images must not linger in shared caches.
+    response["Cache-Control"] = "private, max-age=3600"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

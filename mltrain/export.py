@@ -1,0 +1,129 @@
+"""Export trained Keras networks to the one ONNX serving graph the web app runs.
+
+The graph (see ``diagnosis.artefact``) takes ``image`` float32 [N, S, S, 1] of raw pixels 0..255
+and returns ``probabilities`` [N, 14] and ``cams`` [N, h, w, 14]. A multilabel network gives all
+14 columns; for per-finding, the 14 binary networks are combined into one graph, each giving
+its own column of both outputs.
+"""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .networks import class_activation_maps, features_and_probabilities
+
+ONNX_FILE = "model.onnx"
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("probabilities", "cams")
+OPSET = 17
+
+# Exported and Keras probabilities must agree to within this (absolute); tests check it.
+AGREEMENT_TOLERANCE = 1e-4
+
+
+class ExportError(Exception):
+    """The exported graph does not reproduce the Keras networks."""
+
+
+def serving_function(models, size):
+    """A tf.function image -> {"probabilities", "cams"} over one 14-unit model or 14 one-unit models."""
+    import tensorflow as tf
+
+    models = list(models)
+
+    def serve(image):
+        probabilities, cams = [], []
+        for model in models:
+            features, probs = features_and_probabilities(model, image)
+            probabilities.append(probs)
+            cams.append(class_activation_maps(model, features))
+        return {
+            "probabilities": tf.identity(tf.concat(probabilities, axis=-1), name="probabilities"),
+            "cams": tf.identity(tf.concat(cams, axis=-1), name="cams"),
+        }
+
+    spec = tf.TensorSpec((None, size, size, 1), tf.float32, name=INPUT_NAME)
+    return tf.function(serve, input_signature=(spec,)), spec
+
+
+def export_onnx(models, size, path):
+    """Write the serving graph of ``models`` to ``path`` (an ONNX file); return ``path``."""
+    import tf2onnx
+
+    function, spec = serving_function(models, size)
+    tf2onnx.convert.from_function(function, input_signature=(spec,), opset=OPSET, output_path=str(path))
+    return Path(path)
+
+
+def onnx_session(path, threads=None):
+    """An ONNX Runtime session on ``path`` (CPU)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    threads = threads or min(2, os.cpu_count() or 1)
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session, pixels, batch_size=64):
+    """``(probabilities [N, 14], cams [N, h, w, 14])`` of ``session`` for uint8/float ``pixels`` [N, S, S]."""
+    probabilities, cams = [], []
+    for start in range(0, len(pixels), batch_size):
+        batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)[..., None]
+        probs, maps = session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
+        probabilities.append(probs)
+        cams.append(maps)
+    return np.concatenate(probabilities), np.concatenate(cams)
+
+
+def keras_outputs(models, pixels, batch_size=64):
+    """The Keras networks' ``(probabilities, cams)`` for ``pixels`` [N, S, S], computed like the export."""
+    size = pixels.shape[1]
+    function, _ = serving_function(models, size)
+    probabilities, cams = [], []
+    for start in range(0, len(pixels), batch_size):
+        batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)[..., None]
+        out = function(batch)
+        probabilities.append(out["probabilities"].numpy())
+        cams.append(out["cams"].numpy())
+    return np.concatenate(probabilities), np.concatenate(cams)
+
+
+def check_agreement(models, onnx_path, pixels, tolerance=AGREEMENT_TOLERANCE):
+    """Compare ONNX and Keras on ``pixels``; return the figures, raise ``ExportError`` beyond ``tolerance``.
+
+    The Keras side is ``model.predict`` (the trained networks as saved), not the export's function.
+    """
+    pixels = np.asarray(pixels)
+    batch = pixels.astype(np.float32)[..., None]
+    keras_probs = np.concatenate([model.predict(batch, verbose=0, batch_size=64) for model in models], axis=-1)
+    session = onnx_session(onnx_path)
+    onnx_probs, onnx_cams = run_onnx(session, pixels)
+    _, keras_cams = keras_outputs(models, pixels)
+    prob_diff = float(np.max(np.abs(keras_probs - onnx_probs))) if len(pixels) else 0.0
+    cam_scale = float(np.max(np.abs(keras_cams))) or 1.0
+    cam_diff = float(np.max(np.abs(keras_cams - onnx_cams))) / cam_scale if len(pixels) else 0.0
+    one = np.asarray(pixels[:1], dtype=np.float32)[..., None]
+    session.run(list(OUTPUT_NAMES), {INPUT_NAME: one})
+    repeats = 50
+    started = time.perf_counter()
+    for _ in range(repeats):
+        session.run(list(OUTPUT_NAMES), {INPUT_NAME: one})
+    latency_ms = (time.perf_counter() - started) / repeats * 1000
+    figures = {
+        "images": int(len(pixels)),
+        "max_abs_probability_difference": prob_diff,
+        "max_relative_cam_difference": cam_diff,
+        "tolerance": tolerance,
+        "onnx_latency_ms_one_image": round(latency_ms, 3),
+        "cam_shape": list(onnx_cams.shape[1:]),
+    }
+    if prob_diff > tolerance or cam_diff > tolerance * 10:
+        raise ExportError(
+            f"The exported ONNX model differs from Keras by {prob_diff:.2e} in probability "
+            f"and {cam_diff:.2e} (relative) in CAMs; tolerance {tolerance:.0e}."
+        )
+    return figures

@@ -1,0 +1,53 @@
+"""manage.py preprocess: NIH ChestX-ray14 (its published layout) -> memory-mappable training arrays."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from mltrain.dataset import CHART_FILE, SPLITS, default_directory
+from mltrain.preprocess import PreprocessError, preprocess
+
+
+class Command(BaseCommand):
+    help = (
+        "Convert the NIH ChestX-ray14 dataset (Data_Entry_2017.csv and images_*/images/) into "
+        "grayscale size x size arrays split by patient into train, val and test."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--data-dir", required=True, type=Path, help="Folder of the NIH download (label file and image folders)."
+        )
+        parser.add_argument("--size", type=int, default=100, help="Side of the square model image in pixels (default 100).")
+        parser.add_argument("--workers", type=int, default=None, help="Worker processes (default: every available core).")
+        parser.add_argument("--out", type=Path, default=None, help=f"Output folder (default {default_directory()}).")
+        parser.add_argument("--seed", type=int, default=42, help="Seed of the patient split (default 42).")
+
+    def handle(self, *args, data_dir, size, workers, out, seed, verbosity, **options):
+        out = out or default_directory()
+        try:
+            manifest = preprocess(data_dir, out, size=size, workers=workers, seed=seed, progress=verbosity > 0)
+        except PreprocessError as exc:
+            raise CommandError(str(exc)) from exc
+        if verbosity == 0:
+            return
+        listed = manifest["images_found"] + manifest["missing_images"]
+        self.stdout.write(
+            f"{manifest['images_found']:,} of {listed:,} listed images converted to {manifest['size']} px; "
+            f"{manifest['missing_images']:,} listed but absent (skipped)."
+        )
+        for split in SPLITS:
+            summary = manifest["splits"][split]
+            self.stdout.write(
+                f"  {split:<5} {summary['count']:>7,} images  {summary['patients']:>6,} patients  "
+                f"{summary['no_finding']:>7,} with no finding"
+            )
+        if verbosity > 1:
+            for name in manifest["findings"]:
+                counts = "  ".join(f"{manifest['splits'][split]['per_finding'][name]:>6,}" for split in SPLITS)
+                self.stdout.write(f"  {name:<20} {counts}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Wrote {Path(out).resolve()} ({manifest['split_method']} split by patient, chart {CHART_FILE})."
+            )
+        )

@@ -1,0 +1,86 @@
+"""Classification figures shared by training (validation) and ``manage.py evaluate``.
+
+AUROC is NaN for a finding with only one class in the data (torchxrayvision's convention);
+mean AUROC averages the findings where it is defined.
+"""
+
+import math
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+
+from diagnosis.findings import FINDINGS
+
+# Used when a finding has only one class in the validation data: no threshold can be chosen.
+FALLBACK_THRESHOLD = 0.5
+
+
+def auroc(labels, scores):
+    """AUROC of ``scores`` for binary ``labels``, or NaN when only one class is present."""
+    labels = np.asarray(labels).astype(int)
+    if labels.min(initial=1) == labels.max(initial=0):
+        return math.nan
+    return float(roc_auc_score(labels, scores))
+
+
+def per_finding_auroc(labels, probabilities, findings=FINDINGS):
+    """``{finding: AUROC or NaN}`` for label and probability arrays [N, len(findings)]."""
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities)
+    return {name: auroc(labels[:, i], probabilities[:, i]) for i, name in enumerate(findings)}
+
+
+def mean_auroc(aurocs):
+    """Mean of the defined (non-NaN) values of ``aurocs`` (a dict or sequence); NaN if none."""
+    values = [v for v in (aurocs.values() if isinstance(aurocs, dict) else aurocs) if not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def youden_threshold(labels, scores):
+    """The score threshold maximising Youden's J (TPR - FPR) on ``labels``.
+
+    A case is flagged when its probability is at or above the threshold. Falls back to
+    ``FALLBACK_THRESHOLD`` when only one class is present.
+    """
+    labels = np.asarray(labels).astype(int)
+    if labels.min(initial=1) == labels.max(initial=0):
+        return FALLBACK_THRESHOLD
+    fpr, tpr, thresholds = roc_curve(labels, scores)
+    finite = np.isfinite(thresholds)
+    j = np.where(finite, tpr - fpr, -np.inf)
+    return float(min(max(thresholds[int(np.argmax(j))], 0.0), 1.0))
+
+
+def binary_report(labels, scores, threshold):
+    """AUROC, precision, recall, F1, accuracy and confusion matrix at ``threshold`` for one finding."""
+    labels = np.asarray(labels).astype(int)
+    scores = np.asarray(scores, dtype=np.float64)
+    flagged = (scores >= threshold).astype(int)
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(labels, flagged, labels=[0, 1]).ravel())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "auroc": auroc(labels, scores),
+        "threshold": float(threshold),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "accuracy": (tp + tn) / len(labels) if len(labels) else math.nan,
+        "confusion_matrix": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
+        "positives": int(labels.sum()),
+        "negatives": int(len(labels) - labels.sum()),
+    }
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities replaced by None, for JSON and JSONField."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value

@@ -1,0 +1,248 @@
+"""NIH ChestX-ray14 (its published layout) -> memory-mappable training arrays.
+
+``preprocess()`` reads the label file, finds the images, splits them by patient, converts every
+image with ``diagnosis.imaging.to_model_pixels`` (the web upload's own image path) in a pool of
+worker processes and writes the arrays of ``mltrain.dataset`` chunk by chunk into pre-allocated
+memory-mapped ``.npy`` files, so the full dataset (112,120 images) never sits in memory.
+The output is written to a temporary sibling directory and put in place only when complete.
+"""
+
+import json
+import multiprocessing
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from diagnosis.findings import FINDINGS
+
+from . import nih, splits
+from .charts import class_frequency_chart
+from .dataset import CHART_FILE, FORMAT_VERSION, MANIFEST_FILE, SPLITS, array_path, default_directory
+
+MIN_SIZE = 8
+MAX_SIZE = 1024
+FLUSH_EVERY = 4096  # images written between flushes of the memory-mapped pixels
+MAX_CHUNKSIZE = 64  # images a worker takes at once
+
+
+class PreprocessError(Exception):
+    """Preprocessing cannot go on; the message says what to do."""
+
+
+def available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def preprocess(data_dir, out=None, size=100, workers=None, seed=42, progress=True):
+    """Preprocess the NIH dataset in ``data_dir`` into ``out``; returns the manifest.
+
+    ``out`` defaults to ``DISPREDO_MLTRAIN_DIR/preprocessed``; ``workers`` to every available
+    core (1 converts in this process). Raises ``PreprocessError``.
+    """
+    size, workers, seed = _check_arguments(size, workers, seed)
+    data_dir = Path(data_dir).expanduser().resolve()
+    if not data_dir.is_dir():
+        raise PreprocessError(f"The data directory {data_dir} does not exist.")
+    out = Path(out or default_directory()).expanduser().resolve()
+
+    try:
+        label_file = nih.find_label_file(data_dir)
+        entries = nih.read_label_file(label_file)
+        official = nih.read_official_split(label_file.parent)
+    except nih.NihDataError as exc:
+        raise PreprocessError(str(exc)) from exc
+    except OSError as exc:
+        raise PreprocessError(f"Cannot read the NIH files in {data_dir}: {exc}.") from exc
+
+    on_disk = nih.find_images(data_dir)
+    rows = np.array([row for row, name in enumerate(entries.names) if name in on_disk], dtype=np.int64)
+    if not len(rows):
+        folders = "images_*/images/ or images/"
+        where = "has none of those folders" if not nih.image_folders(data_dir) else "holds none of them"
+        raise PreprocessError(
+            f"None of the {len(entries.names):,} images listed in {label_file.name} is in {data_dir}: "
+            f"the NIH layout keeps them in {folders}, and {data_dir} {where}."
+        )
+    names = [entries.names[row] for row in rows]
+    patients = entries.patients[rows]
+    labels = entries.labels[rows]
+
+    try:
+        if official is None:
+            split_method = "grouped"
+            by_split = splits.grouped_split(patients, seed=seed)
+        else:
+            split_method = "official"
+            by_split = splits.official_split(names, patients, *official, seed=seed)
+    except splits.SplitError as exc:
+        raise PreprocessError(str(exc)) from exc
+
+    staging = _make_staging(out, needed_bytes=len(rows) * size * size)
+    try:
+        for split in SPLITS:
+            members = by_split[split]
+            np.save(array_path(staging, split, "labels"), labels[members])
+            np.save(array_path(staging, split, "patients"), patients[members])
+            np.save(array_path(staging, split, "names"), np.array([names[i] for i in members], dtype=str))
+        _convert_images(staging, by_split, [on_disk[name] for name in names], size, workers, progress)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "size": size,
+            "findings": list(FINDINGS),
+            "seed": seed,
+            "source": str(data_dir),
+            "split_method": split_method,
+            "missing_images": len(entries.names) - len(rows),
+            "images_found": len(rows),
+            "splits": {split: _summary(labels[by_split[split]], patients[by_split[split]]) for split in SPLITS},
+        }
+        class_frequency_chart(manifest, staging / CHART_FILE)
+        # Last: a directory with a readable manifest is a complete one.
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+        replace_directory(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _check_arguments(size, workers, seed):
+    if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
+        raise PreprocessError(f"--size must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, not {size!r}.")
+    if workers is None:
+        workers = available_cpus()
+    if not isinstance(workers, int) or workers < 1:
+        raise PreprocessError(f"--workers must be 1 or more, not {workers!r}.")
+    if not isinstance(seed, int) or seed < 0:
+        raise PreprocessError(f"--seed must be a whole number 0 or more, not {seed!r}.")
+    return size, workers, seed
+
+
+def _summary(labels, patients):
+    return {
+        "count": int(len(labels)),
+        "patients": int(len(np.unique(patients))),
+        "per_finding": {name: int(labels[:, index].sum()) for index, name in enumerate(FINDINGS)},
+        "no_finding": int((labels.sum(axis=1) == 0).sum()),
+    }
+
+
+def _make_staging(out, needed_bytes):
+    """A new temporary directory beside ``out``; raises ``PreprocessError`` if it cannot be written."""
+    if out.exists() and not out.is_dir():
+        raise PreprocessError(f"The output {out} exists and is not a directory; choose another --out.")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
+        raise PreprocessError(
+            f"The output {out} is a directory with other files in it (no {MANIFEST_FILE}); preprocess "
+            "replaces its output as a whole, so choose a new or empty --out."
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = make_sibling(out, "partial")
+    except OSError as exc:
+        raise PreprocessError(
+            f"Cannot write the output {out}: {_reason(exc, out)}. Choose another --out or fix its permissions."
+        ) from exc
+    free = shutil.disk_usage(staging).free
+    if free < needed_bytes * 1.05 + 50_000_000:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise PreprocessError(
+            f"Not enough free disk space for the output {out}: about {needed_bytes / 1e9:.1f} GB needed, "
+            f"{free / 1e9:.1f} GB free."
+        )
+    return staging
+
+
+def _reason(exc, path):
+    """Why ``path`` cannot be written, in words: a file in the way, or the system's reason."""
+    for ancestor in (path, *path.parents):
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                return f"{ancestor} is a file, not a folder"
+            break
+    return exc.strerror or str(exc)
+
+
+def make_sibling(path, purpose):
+    """A new empty directory beside ``path`` (``mkdir`` permissions, unlike ``mkdtemp``'s 0700)."""
+    while True:
+        sibling = path.parent / f".{path.name}.{purpose}-{secrets.token_hex(4)}"
+        try:
+            sibling.mkdir()
+        except FileExistsError:
+            continue
+        return sibling
+
+
+def replace_directory(staging, out):
+    """Replace the directory ``out`` (if any) with the complete directory ``staging``."""
+    previous = None
+    if out.exists():
+        previous = make_sibling(out, "previous")
+        os.replace(out, previous / out.name)
+    try:
+        os.replace(staging, out)
+    except OSError:
+        if previous is not None:
+            os.replace(previous / out.name, out)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def _convert_images(staging, by_split, paths, size, workers, progress):
+    """Decode and resize every image into the ``{split}_pixels.npy`` memory maps of ``staging``."""
+    pixels = {
+        split: np.lib.format.open_memmap(
+            array_path(staging, split, "pixels"), mode="w+", dtype=np.uint8, shape=(len(rows), size, size)
+        )
+        for split, rows in by_split.items()
+    }
+    widths = {split: np.zeros(len(rows), dtype=np.int32) for split, rows in by_split.items()}
+    tasks = (
+        ((split, position), str(paths[row]), size)
+        for split, rows in by_split.items()
+        for position, row in enumerate(rows)
+    )
+    total = sum(len(rows) for rows in by_split.values())
+    failures = []
+    with tqdm(total=total, unit="img", desc="preprocess", disable=not progress, file=sys.stderr) as bar:
+        for done, ((split, position), image, width, error) in enumerate(_run(tasks, total, workers), start=1):
+            if error:
+                failures.append(f"{Path(paths[by_split[split][position]]).name} ({error})")
+            else:
+                pixels[split][position] = image
+                widths[split][position] = width
+            if done % FLUSH_EVERY == 0:
+                for array in pixels.values():
+                    array.flush()
+            bar.update()
+    for split, array in pixels.items():
+        array.flush()
+        np.save(array_path(staging, split, "source_sizes"), widths[split])
+    del pixels
+    if failures:
+        raise PreprocessError(
+            f"{len(failures)} image(s) could not be read: {'; '.join(failures[:5])}"
+            f"{'; ...' if len(failures) > 5 else ''}. Replace the damaged files (re-extract their archive) and run again."
+        )
+
+
+def _run(tasks, total, workers):
+    """``nih.load_pixels`` over ``tasks``, in this process or a pool of ``workers``, in any order."""
+    workers = min(workers, total)
+    if workers <= 1:
+        yield from map(nih.load_pixels, tasks)
+        return
+    chunksize = max(1, min(MAX_CHUNKSIZE, total // (workers * 4)))
+    # 'spawn': workers start clean, with no copy of Django's state or open database connections.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap_unordered(nih.load_pixels, tasks, chunksize=chunksize)
