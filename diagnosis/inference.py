@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .artefact import read_metadata, resolve
+from .artefact import ArtefactError, read_metadata, resolve
 from .findings import FINDINGS
 from .imaging import to_model_pixels
 

@@ -13,8 +13,8 @@ from django.db import transaction
 from .artefact import ArtefactError
 from .findings import FINDINGS
 from .imaging import open_xray
-from .inference import NoActiveModel, active_predictor
-from .models import Prediction, XRay, XRayStatus
+from .inference import predictor_for
+from .models import ModelVersion, Prediction, XRay, XRayStatus
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +51,11 @@ def score_xray(xray, image=None):
     With no active model the X-ray stays pending (``manage.py rescore`` scores it later);
     a model that fails marks it failed with the reason. Returns the X-ray's new status.
     """
-    try:
-        version, predictor = active_predictor()
-    except NoActiveModel:
+    version = ModelVersion.active()
+    if version is None:
         return xray.status
     try:
+        predictor = predictor_for(version)
         if image is None:
             with xray.image.open("rb") as handle:
                 image = open_xray(handle.read())

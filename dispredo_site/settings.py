@@ -99,7 +99,8 @@ WHITENOISE_USE_FINDERS = True
 
 # Uploaded X-rays: a private folder with no URL; images are served only by a view that checks the user.
 MEDIA_ROOT = env_path("DISPREDO_MEDIA_ROOT", DATA_DIR / "media")
-MEDIA_URL = None
+# No URL pattern serves MEDIA_URL, and PrivateStorage.url() refuses: the value is only a placeholder.
+MEDIA_URL = "/media/"
 FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
