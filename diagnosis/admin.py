@@ -5,7 +5,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from .artefact import resolve
-from .models import ModelVersion, Patient, Prediction, XRay
+from .models import AuditEvent, ModelVersion, Patient, Prediction, Review, XRay
 
 
 class XRayInline(admin.TabularInline):
@@ -152,6 +152,34 @@ class ModelVersionAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if wants_active:
             obj.activate()
+
+
+@admin.register(Review)
+class ReviewAdmin(admin.ModelAdmin):
+    list_display = ["xray", "verdict", "reviewer", "created_at"]
+    list_filter = ["verdict", "created_at"]
+    search_fields = ["xray__patient__mrn", "xray__patient__name", "note"]
+    list_select_related = ["xray__patient", "reviewer"]
+    raw_id_fields = ["xray"]
+    readonly_fields = ["reviewer", "created_at"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["at", "username", "action", "object_type", "object_id", "patient_mrn", "detail"]
+    list_filter = ["action", "object_type", "at"]
+    search_fields = ["username", "patient_mrn", "detail"]
+    date_hierarchy = "at"
+
+    # The trail is evidence: nobody adds, edits or removes entries through the admin.
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 def _fmt(value):

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 
 from .findings import DISPLAY_NAMES, FINDINGS
 from .imaging import InvalidImage, open_xray
-from .models import Patient, ViewPosition, XRayStatus
+from .models import Patient, Review, ViewPosition, XRayStatus
 
 INVALID_IMAGE_MESSAGE = "Please upload a chest X-ray image (PNG or JPEG)."
 
@@ -105,3 +105,10 @@ class WorklistFilterForm(forms.Form):
 
 class PatientSearchForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=200)
+
+
+class ReviewForm(forms.ModelForm):
+    class Meta:
+        model = Review
+        fields = ["verdict", "note"]
+        widgets = {"verdict": forms.RadioSelect, "note": forms.Textarea(attrs={"rows": 2})}

@@ -194,3 +194,55 @@ class Prediction(models.Model):
     @property
     def threshold_percent(self):
         return round(float(self.model_version.thresholds[self.finding]) * 100, 1)
+
+
+class Verdict(models.TextChoices):
+    AGREE = "agree", "Agree"
+    DISAGREE = "disagree", "Disagree"
+    UNSURE = "unsure", "Unsure"
+
+
+class Review(models.Model):
+    """A clinician's reading of a result: the model supports, never replaces, it."""
+
+    xray = models.ForeignKey(XRay, on_delete=models.CASCADE, related_name="reviews")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    verdict = models.CharField(max_length=10, choices=Verdict.choices)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.get_verdict_display()} by {self.reviewer} on X-ray {self.xray_id}"
+
+
+class AuditAction(models.TextChoices):
+    VIEW = "view", "Viewed"
+    CREATE = "create", "Created"
+    CHANGE = "change", "Changed"
+    DELETE = "delete", "Deleted"
+
+
+class AuditEvent(models.Model):
+    """Who viewed, created, changed or deleted which patient record, and when.
+
+    Names are copied, not only linked, so the trail outlives deleted users and patients.
+    """
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    username = models.CharField(max_length=150)
+    action = models.CharField(max_length=10, choices=AuditAction.choices)
+    patient = models.ForeignKey(Patient, null=True, on_delete=models.SET_NULL, related_name="audit_events")
+    patient_mrn = models.CharField(max_length=32)
+    object_type = models.CharField(max_length=20)
+    object_id = models.PositiveBigIntegerField()
+    detail = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.username} {self.action} {self.object_type} {self.object_id}"

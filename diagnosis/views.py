@@ -1,14 +1,16 @@
 from django.contrib import messages
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import FileResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from . import audit
 from .access import get_patient_for_user, get_xray_for_user, staff_required
 from .findings import DISPLAY_NAMES
-from .forms import PatientForm, PatientSearchForm, UploadForm, WorklistFilterForm
-from .models import ModelVersion, Patient, XRay, XRayStatus
+from .forms import PatientForm, PatientSearchForm, ReviewForm, UploadForm, WorklistFilterForm
+from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus
 from .scoring import heatmap_of, score_xray, store_xray
 
 PAGE_SIZE = 25
@@ -60,6 +62,7 @@ def patient_create(request):
         patient = form.save(commit=False)
         patient.created_by = request.user
         patient.save()
+        audit.record(request, AuditAction.CREATE, patient)
         messages.success(request, f"Patient {patient} registered.")
         return redirect(patient)
     return render(request, "diagnosis/patient_form.html", {"form": form})
@@ -71,6 +74,7 @@ def patient_edit(request, pk):
     form = PatientForm(request.POST or None, instance=patient)
     if request.method == "POST" and form.is_valid():
         form.save()
+        audit.record(request, AuditAction.CHANGE, patient, detail="changed " + ", ".join(form.changed_data))
         messages.success(request, f"Patient {patient} updated.")
         return redirect(patient)
     return render(request, "diagnosis/patient_form.html", {"form": form, "patient": patient})
@@ -81,7 +85,9 @@ def patient_edit(request, pk):
 def patient_delete(request, pk):
     patient = get_patient_for_user(request, pk)
     try:
-        patient.delete()
+        with transaction.atomic():
+            audit.record(request, AuditAction.DELETE, patient)
+            patient.delete()
     except ProtectedError:
         messages.error(request, f"Patient {patient} has X-rays on record and cannot be deleted.")
         return redirect(patient)
@@ -93,6 +99,7 @@ def patient_delete(request, pk):
 def patient_detail(request, pk):
     patient = get_patient_for_user(request, pk)
     xrays = patient.xrays.with_flagged()
+    audit.record(request, AuditAction.VIEW, patient)
     return render(request, "diagnosis/patient_detail.html", {"patient": patient, "page": _page(request, xrays)})
 
 
@@ -113,6 +120,7 @@ def upload(request):
             view_position=form.cleaned_data["view_position"],
             clinical_note=form.cleaned_data["clinical_note"],
         )
+        audit.record(request, AuditAction.CREATE, xray, detail="uploaded " + original_name)
         status = score_xray(xray, image)
         if status == XRayStatus.PENDING:
             messages.warning(request, "X-ray stored. No model is installed yet, so it is pending diagnosis.")
@@ -129,6 +137,16 @@ def upload(request):
 @staff_required
 def xray_detail(request, pk):
     xray = get_xray_for_user(request, pk)
+    review_form = ReviewForm(request.POST or None)
+    if request.method == "POST" and review_form.is_valid():
+        review = review_form.save(commit=False)
+        review.xray, review.reviewer = xray, request.user
+        review.save()
+        audit.record(request, AuditAction.CREATE, review, detail=review.verdict)
+        messages.success(request, "Your review is recorded.")
+        return redirect(xray)
+    if request.method == "GET":
+        audit.record(request, AuditAction.VIEW, xray)
     predictions = list(xray.predictions.select_related("model_version").order_by("-probability"))
     version = predictions[0].model_version if predictions else None
     heatmaps = {}
@@ -147,6 +165,8 @@ def xray_detail(request, pk):
             "thresholds": version.thresholds if version else {},
             "heatmaps": heatmaps,
             "display_names": DISPLAY_NAMES,
+            "review_form": review_form,
+            "reviews": xray.reviews.select_related("reviewer"),
         },
     )
 

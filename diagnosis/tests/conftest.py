@@ -66,9 +66,12 @@ def staff_client(client, staff):
 
 
 @pytest.fixture
-def admin_client_(db, client):
-    admin = get_user_model().objects.create_superuser("boss", password="correct horse battery")
-    client.force_login(admin)
+def admin_client_(db):
+    """A superuser's own client, separate from ``staff_client``."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("boss", password="correct horse battery"))
     return client
 
 

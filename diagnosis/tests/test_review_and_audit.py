@@ -1,0 +1,70 @@
+import pytest
+from django.urls import reverse
+
+from diagnosis.models import AuditEvent, Patient, Review
+from diagnosis.tests.factories import make_xray
+
+
+def trail():
+    return list(AuditEvent.objects.order_by("pk").values_list("username", "action", "object_type", "patient_mrn"))
+
+
+@pytest.mark.django_db
+def test_a_clinician_records_a_review_of_a_result(staff_client, staff, patient, tiny_model):
+    xray = make_xray(patient, version=tiny_model, flagged={"Effusion"})
+    response = staff_client.post(xray.get_absolute_url(), {"verdict": "disagree", "note": "Effusion not seen"})
+    assert response.status_code == 302
+    review = Review.objects.get()
+    assert (review.xray, review.reviewer, review.verdict, review.note) == (xray, staff, "disagree", "Effusion not seen")
+    page = staff_client.get(xray.get_absolute_url()).content.decode()
+    assert "Disagree</span> nurse" in page and "Effusion not seen" in page
+
+
+@pytest.mark.django_db
+def test_a_review_needs_a_verdict(staff_client, patient, tiny_model):
+    xray = make_xray(patient, version=tiny_model)
+    response = staff_client.post(xray.get_absolute_url(), {"note": "?"})
+    assert response.status_code == 200
+    assert response.context["review_form"].errors == {"verdict": ["This field is required."]}
+    assert not Review.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_audit_trail_records_who_viewed_created_changed_and_deleted(staff_client):
+    staff_client.post(reverse("diagnosis:patient_create"), {"mrn": "A1", "name": "Ann", "sex": "F"})
+    patient = Patient.objects.get()
+    staff_client.get(patient.get_absolute_url())
+    staff_client.post(reverse("diagnosis:patient_edit", args=[patient.pk]), {"mrn": "A1", "name": "Anne", "sex": "F"})
+    staff_client.post(reverse("diagnosis:patient_delete", args=[patient.pk]))
+    assert trail() == [
+        ("nurse", "create", "patient", "A1"),
+        ("nurse", "view", "patient", "A1"),
+        ("nurse", "change", "patient", "A1"),
+        ("nurse", "delete", "patient", "A1"),
+    ]
+    assert AuditEvent.objects.get(action="change").detail == "changed name"
+    # The trail outlives the record it describes.
+    assert set(AuditEvent.objects.values_list("patient", flat=True)) == {None}
+
+
+@pytest.mark.django_db
+def test_a_refused_deletion_leaves_no_delete_event(staff_client, patient):
+    make_xray(patient)
+    staff_client.post(reverse("diagnosis:patient_delete", args=[patient.pk]))
+    assert not AuditEvent.objects.filter(action="delete").exists()
+
+
+@pytest.mark.django_db
+def test_viewing_a_result_is_recorded(staff_client, patient, tiny_model):
+    xray = make_xray(patient, version=tiny_model)
+    staff_client.get(xray.get_absolute_url())
+    assert trail() == [("nurse", "view", "xray", "MRN001")]
+
+
+@pytest.mark.django_db
+def test_the_audit_trail_is_read_only_in_the_admin(admin_client_, staff_client, patient):
+    staff_client.get(patient.get_absolute_url())
+    event = AuditEvent.objects.get()
+    assert admin_client_.get(reverse("admin:diagnosis_auditevent_changelist")).status_code == 200
+    assert admin_client_.post(reverse("admin:diagnosis_auditevent_delete", args=[event.pk]), {"post": "yes"}).status_code == 403
+    assert AuditEvent.objects.count() == 1
