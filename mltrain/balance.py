@@ -57,10 +57,13 @@ def balance(directory, method="smotetomek", max_negatives=MAX_NEGATIVES, seed=42
     try:
         staging = make_sibling(out, "partial")
     except OSError as exc:
-        raise BalanceError(f"Cannot write {out}: {exc.strerror or exc}. Fix the permissions of {directory}.") from exc
+        raise BalanceError(
+            f"Cannot write {out}: {exc.strerror or exc}. Fix the permissions of {directory}."
+        ) from exc
     report = {"method": method, "seed": seed, "max_negatives": max_negatives, "findings": {}}
     try:
-        for index, finding in enumerate(tqdm(FINDINGS, desc="balance", unit="finding", disable=not progress, file=sys.stderr)):
+        findings = tqdm(FINDINGS, desc="balance", unit="finding", disable=not progress, file=sys.stderr)
+        for index, finding in enumerate(findings):
             labels = np.asarray(train.labels[:, index])
             rows = _capped_rows(labels, max_negatives, np.random.default_rng([seed, index]))
             entry = {"before": _counts(labels)}

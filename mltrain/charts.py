@@ -13,7 +13,8 @@ def class_frequency_chart(manifest, path):
     names = [DISPLAY_NAMES[name] for name in FINDINGS] + [NO_FINDING]
     positions = np.arange(len(names))
     width = 0.8 / len(SPLITS)
-    figure = Figure(figsize=(13, 5.5), dpi=100, layout="constrained")
+    figure = Figure(figsize=(13, 5.5), dpi=100)
+    figure.subplots_adjust(left=0.055, right=0.99, top=0.93, bottom=0.2)  # fixed: one draw, not two
     axes = figure.subplots()
     for offset, split in enumerate(SPLITS):
         summary = manifest["splits"][split]

@@ -116,7 +116,9 @@ def preprocess(data_dir, out=None, size=100, workers=None, seed=42, progress=Tru
 
 def _check_arguments(size, workers, seed):
     if not isinstance(size, int) or not MIN_SIZE <= size <= MAX_SIZE:
-        raise PreprocessError(f"--size must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, not {size!r}.")
+        raise PreprocessError(
+            f"--size must be a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}, not {size!r}."
+        )
     if workers is None:
         workers = available_cpus()
     if not isinstance(workers, int) or workers < 1:
@@ -215,7 +217,7 @@ def _convert_images(staging, by_split, paths, size, workers, progress):
     total = sum(len(rows) for rows in by_split.values())
     failures = []
     with tqdm(total=total, unit="img", desc="preprocess", disable=not progress, file=sys.stderr) as bar:
-        for done, ((split, position), image, width, error) in enumerate(_run(tasks, total, workers), start=1):
+        for done, ((split, position), image, width, error) in enumerate(load_all(tasks, total, workers), start=1):
             if error:
                 failures.append(f"{Path(paths[by_split[split][position]]).name} ({error})")
             else:
@@ -232,12 +234,13 @@ def _convert_images(staging, by_split, paths, size, workers, progress):
     if failures:
         raise PreprocessError(
             f"{len(failures)} image(s) could not be read: {'; '.join(failures[:5])}"
-            f"{'; ...' if len(failures) > 5 else ''}. Replace the damaged files (re-extract their archive) and run again."
+            f"{'; ...' if len(failures) > 5 else ''}. "
+            "Replace the damaged files (re-extract their archive) and run again."
         )
 
 
-def _run(tasks, total, workers):
-    """``nih.load_pixels`` over ``tasks``, in this process or a pool of ``workers``, in any order."""
+def load_all(tasks, total, workers):
+    """``nih.load_pixels`` over ``total`` ``tasks``, in this process (1 worker) or a pool, in any order."""
     workers = min(workers, total)
     if workers <= 1:
         yield from map(nih.load_pixels, tasks)

@@ -18,7 +18,12 @@ from mltrain.preprocess import preprocess
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = Path(os.environ.get("DISPREDO_NIH_SAMPLE") or REPO.parent / "shared" / "data" / "nih-sample")
 LABEL_FILE = "Data_Entry_2017.csv"
-ABSENT = "00000001_001.png"  # listed in the label file, not in the sample
+ABSENT = "00000100_000.png"  # listed in the label file, not in the sample
+# The label file's header as NIH publishes it (the bracketed names hold commas, so 11 fields).
+HEADER = (
+    "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
+    "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]"
+).split(",")
 
 
 class NihSample:
@@ -90,11 +95,10 @@ def nih_sample():
     return NihSample(SAMPLE)
 
 
-@pytest.fixture
-def small_nih(tmp_path, nih_sample):
+def build_small(directory, nih_sample):
     """A mixed data folder: the 3 RGBA and 1 grayscale 1024 px originals, 256 and 64 px images
     (patients with several images among them), an RGB and a 16-bit image, and one listed image
-    that is absent."""
+    that is absent: 42 images found of 43 listed."""
     names = (
         nih_sample.pick(1024, 3, mode="RGBA")
         + nih_sample.pick(1024, 1, mode="L")
@@ -102,11 +106,29 @@ def small_nih(tmp_path, nih_sample):
         + nih_sample.pick(64, 24)
     )
     base = np.asarray(Image.open(nih_sample.paths[nih_sample.pick(256, 1)[0]]), dtype=np.uint16)
+    rgb = Image.fromarray(base.astype(np.uint8)).convert("RGB")
+    sixteen_bit = Image.fromarray(base * 257 + 300)  # mode I;16
     extra = [
-        (made_up_row("99990001_000.png", "Effusion|Mass", 99990001, 256), Image.fromarray(base.astype(np.uint8)).convert("RGB")),
-        (made_up_row("99990002_000.png", "No Finding", 99990002, 256), Image.fromarray(base * 257 + 300)),
+        (made_up_row("99990001_000.png", "Effusion|Mass", 99990001, 256), rgb),
+        (made_up_row("99990002_000.png", "No Finding", 99990002, 256), sixteen_bit),
     ]
-    return nih_sample.build(tmp_path / "nih", names, extra=extra)
+    return nih_sample.build(directory, names, extra=extra)
+
+
+@pytest.fixture
+def small_nih(tmp_path, nih_sample):
+    """The small mixed data folder (see ``build_small``), for tests that change it."""
+    return build_small(tmp_path / "nih", nih_sample)
+
+
+@pytest.fixture(scope="session")
+def small_preprocessed(tmp_path_factory, nih_sample):
+    """``(data folder, output folder)``: the small mixed data folder preprocessed once at 16 px
+    (grouped split, seed 42), for tests that only read them."""
+    root = tmp_path_factory.mktemp("small")
+    data_dir = build_small(root / "nih", nih_sample)
+    preprocess(data_dir, root / "out", size=16, workers=1, seed=42, progress=False)
+    return data_dir, root / "out"
 
 
 @pytest.fixture

@@ -1,3 +1,4 @@
+import csv
 import json
 from io import StringIO
 
@@ -13,7 +14,7 @@ from mltrain import nih
 from mltrain.dataset import CHART_FILE, SPLITS, load_split, read_manifest
 from mltrain.preprocess import PreprocessError, preprocess
 
-from .conftest import ABSENT, LABEL_FILE, made_up_row, write_label_file
+from .conftest import ABSENT, HEADER, LABEL_FILE, made_up_row, write_label_file
 
 SIZE = 16
 
@@ -29,7 +30,13 @@ def everything(directory):
     for split in SPLITS:
         data = load_split(directory, split)
         for index, name in enumerate(data.names):
-            rows[str(name)] = (data.pixels[index], data.labels[index], int(data.patients[index]), int(data.source_sizes[index]), split)
+            rows[str(name)] = (
+                data.pixels[index],
+                data.labels[index],
+                int(data.patients[index]),
+                int(data.source_sizes[index]),
+                split,
+            )
     return rows
 
 
@@ -37,12 +44,24 @@ def image_file(data_dir, name):
     return next(data_dir.glob(f"images*/**/{name}"))
 
 
-def test_it_writes_the_arrays_of_the_contract(small_nih, tmp_path):
-    out = tmp_path / "out"
-    manifest = run(small_nih, out)
+def test_it_writes_the_arrays_of_the_contract(small_preprocessed):
+    small_nih, out = small_preprocessed
+    manifest = read_manifest(out)
 
-    assert manifest == read_manifest(out)
+    assert set(manifest) == {
+        "format_version",
+        "size",
+        "findings",
+        "seed",
+        "source",
+        "split_method",
+        "missing_images",
+        "images_found",
+        "splits",
+    }
+    assert manifest["format_version"] == 1 and manifest["seed"] == 42 and manifest["source"] == str(small_nih)
     assert manifest["size"] == SIZE and manifest["findings"] == list(FINDINGS)
+    assert set(manifest["splits"]) == set(SPLITS)
     for split in SPLITS:
         data = load_split(out, split)
         count = manifest["splits"][split]["count"]
@@ -57,9 +76,8 @@ def test_it_writes_the_arrays_of_the_contract(small_nih, tmp_path):
     assert sum(size == 1024 for size in sizes.values()) == 4
 
 
-def test_it_converts_every_mode_with_the_one_image_path(small_nih, tmp_path):
-    out = tmp_path / "out"
-    run(small_nih, out)
+def test_it_converts_every_mode_with_the_one_image_path(small_preprocessed):
+    small_nih, out = small_preprocessed
 
     rows = everything(out)
     modes = set()
@@ -71,17 +89,18 @@ def test_it_converts_every_mode_with_the_one_image_path(small_nih, tmp_path):
     assert rows["99990002_000.png"][0].std() > 10  # 16-bit windowed, not crushed to black or white
 
 
-def test_labels_match_the_label_file(small_nih, tmp_path, nih_sample):
-    out = tmp_path / "out"
-    run(small_nih, out)
+def test_labels_match_the_label_file(small_preprocessed):
+    small_nih, out = small_preprocessed
 
     rows = everything(out)
-    for name in ("00000003_003.png", "00000005_000.png", "00000404_000.png", "99990001_000.png"):
-        labels = rows[name][1]
-        text = nih_sample.rows.get(name, [name, "Effusion|Mass"])[1]
-        expected = [] if text == "No Finding" else text.split("|")
-        assert [FINDINGS[index] for index in np.flatnonzero(labels)] == sorted(expected, key=FINDINGS.index), name
-    assert rows["00000003_003.png"][2] == 3
+    with open(small_nih / LABEL_FILE, newline="") as handle:
+        listed = {row["Image Index"]: row for row in csv.DictReader(handle)}
+    for name, (_pixels, labels, patient, _size, _split) in rows.items():
+        text = listed[name]["Finding Labels"]
+        expected = set() if text == "No Finding" else set(text.split("|"))
+        assert {FINDINGS[index] for index in np.flatnonzero(labels)} == expected, name
+        assert patient == int(listed[name]["Patient ID"]), name
+    assert [FINDINGS[index] for index in np.flatnonzero(rows["00000003_003.png"][1])] == ["Infiltration", "Hernia"]
     assert not rows["00000005_000.png"][1].any()  # No Finding: all zeros
 
 
@@ -98,9 +117,9 @@ def test_it_reports_absent_images(small_nih, tmp_path):
     assert "42 of 43 listed images converted to 16 px; 1 listed but absent (skipped)." in stdout.getvalue()
 
 
-def test_no_patient_is_in_two_splits(small_nih, tmp_path):
-    out = tmp_path / "out"
-    manifest = run(small_nih, out)
+def test_no_patient_is_in_two_splits(small_preprocessed):
+    _data_dir, out = small_preprocessed
+    manifest = read_manifest(out)
 
     assert manifest["split_method"] == "grouped"
     patients = {split: set(load_split(out, split).patients.tolist()) for split in SPLITS}
@@ -168,9 +187,9 @@ def test_it_refuses_half_of_the_official_lists(small_nih, tmp_path):
     )
 
 
-def test_manifest_counts_match_the_arrays(small_nih, tmp_path):
-    out = tmp_path / "out"
-    manifest = run(small_nih, out)
+def test_manifest_counts_match_the_arrays(small_preprocessed):
+    _data_dir, out = small_preprocessed
+    manifest = read_manifest(out)
 
     assert json.loads((out / "manifest.json").read_text()) == manifest
     assert sum(manifest["splits"][split]["count"] for split in SPLITS) == manifest["images_found"] == 42
@@ -183,9 +202,8 @@ def test_manifest_counts_match_the_arrays(small_nih, tmp_path):
         assert summary["no_finding"] == int((data.labels.sum(axis=1) == 0).sum())
 
 
-def test_it_draws_the_class_frequency_chart(small_nih, tmp_path):
-    out = tmp_path / "out"
-    run(small_nih, out)
+def test_it_draws_the_class_frequency_chart(small_preprocessed):
+    _data_dir, out = small_preprocessed
 
     with Image.open(out / CHART_FILE) as chart:
         assert chart.format == "PNG" and chart.width > 600
@@ -202,7 +220,8 @@ def test_a_pool_of_workers_gives_the_same_arrays(small_nih, tmp_path):
 
 
 def test_it_resizes_to_224(nih_sample, tmp_path):
-    data_dir = nih_sample.build(tmp_path / "nih", nih_sample.pick(1024, 3) + nih_sample.pick(64, 3) + nih_sample.pick(256, 3))
+    names = nih_sample.pick(1024, 3) + nih_sample.pick(64, 3) + nih_sample.pick(256, 3)
+    data_dir = nih_sample.build(tmp_path / "nih", names)
     out = tmp_path / "out"
 
     manifest = run(data_dir, out, size=224)
@@ -264,8 +283,8 @@ def test_it_needs_a_data_directory(tmp_path):
     assert str(error.value) == f"The data directory {tmp_path / 'nowhere'} does not exist."
 
 
-def test_it_needs_the_label_columns(nih_sample, tmp_path):
-    header = [column for column in nih_sample.header if column != "Patient ID"]
+def test_it_needs_the_label_columns(tmp_path):
+    header = [column for column in HEADER if column != "Patient ID"]
     write_label_file(tmp_path / LABEL_FILE, header, [["00000003_000.png", "Hernia", "0"]])
 
     with pytest.raises(PreprocessError) as error:
@@ -277,9 +296,9 @@ def test_it_needs_the_label_columns(nih_sample, tmp_path):
     )
 
 
-def test_it_needs_images(nih_sample, tmp_path):
-    rows = [nih_sample.rows[name] for name in ("00000003_000.png", "00000003_001.png", ABSENT)]
-    write_label_file(tmp_path / LABEL_FILE, nih_sample.header, rows)
+def test_it_needs_images(tmp_path):
+    rows = [made_up_row(name, "Hernia", 3, 1024) for name in ("00000003_000.png", "00000003_001.png", ABSENT)]
+    write_label_file(tmp_path / LABEL_FILE, HEADER, rows)
 
     with pytest.raises(CommandError) as error:
         call_command("preprocess", "--data-dir", tmp_path, "--out", tmp_path / "out", verbosity=0, stdout=StringIO())
@@ -290,9 +309,9 @@ def test_it_needs_images(nih_sample, tmp_path):
     )
 
 
-def test_it_names_an_unknown_label_and_its_row(nih_sample, tmp_path):
-    rows = [nih_sample.rows["00000003_000.png"], made_up_row("00000003_001.png", "Hernia|Pneumonitis", 3, 64)]
-    write_label_file(tmp_path / LABEL_FILE, nih_sample.header, rows)
+def test_it_names_an_unknown_label_and_its_row(tmp_path):
+    rows = [made_up_row("00000003_000.png", "Hernia", 3, 64), made_up_row("00000003_001.png", "Hernia|Pneumonitis", 3, 64)]
+    write_label_file(tmp_path / LABEL_FILE, HEADER, rows)
 
     with pytest.raises(PreprocessError) as error:
         run(tmp_path, tmp_path / "out")

@@ -23,7 +23,7 @@ class Command(BaseCommand):
             "--max-negatives",
             type=int,
             default=MAX_NEGATIVES,
-            help=f"Draw at most this many negatives per finding before resampling; 0 for all (default {MAX_NEGATIVES}).",
+            help=f"Negatives kept per finding, drawn before resampling; 0 keeps all (default {MAX_NEGATIVES}).",
         )
         parser.add_argument("--seed", type=int, default=42, help="Seed of the negative draw and of SMOTE (default 42).")
 

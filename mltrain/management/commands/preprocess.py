@@ -18,8 +18,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--data-dir", required=True, type=Path, help="Folder of the NIH download (label file and image folders)."
         )
-        parser.add_argument("--size", type=int, default=100, help="Side of the square model image in pixels (default 100).")
-        parser.add_argument("--workers", type=int, default=None, help="Worker processes (default: every available core).")
+        parser.add_argument("--size", type=int, default=100, help="Side of the model image in pixels (default 100).")
+        parser.add_argument("--workers", type=int, default=None, help="Worker processes (default: all cores).")
         parser.add_argument("--out", type=Path, default=None, help=f"Output folder (default {default_directory()}).")
         parser.add_argument("--seed", type=int, default=42, help="Seed of the patient split (default 42).")
 
@@ -43,6 +43,7 @@ class Command(BaseCommand):
                 f"{summary['no_finding']:>7,} with no finding"
             )
         if verbosity > 1:
+            self.stdout.write(f"  {'images with':<20} " + "  ".join(f"{split:>6}" for split in SPLITS))
             for name in manifest["findings"]:
                 counts = "  ".join(f"{manifest['splits'][split]['per_finding'][name]:>6,}" for split in SPLITS)
                 self.stdout.write(f"  {name:<20} {counts}")
