@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 
 from .findings import DISPLAY_NAMES, FINDINGS
 from .imaging import InvalidImage, open_xray
-from .models import Patient, Review, ViewPosition, XRayStatus
+from .models import Patient, Review, Verdict, ViewPosition, XRayStatus
 
 INVALID_IMAGE_MESSAGE = "Please upload a chest X-ray image (PNG or JPEG)."
 
@@ -108,6 +108,8 @@ class PatientSearchForm(forms.Form):
 
 
 class ReviewForm(forms.ModelForm):
+    verdict = forms.ChoiceField(choices=Verdict.choices, widget=forms.RadioSelect)
+
     class Meta:
         model = Review
         fields = ["verdict", "note"]
