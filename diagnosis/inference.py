@@ -48,6 +48,8 @@ class Predictor:
         # One request at a time per thread: intra-op threads give latency, not throughput.
         options.intra_op_num_threads = threads or int(os.environ.get("DISPREDO_INFERENCE_THREADS", "2"))
         options.inter_op_num_threads = 1
+        # Spinning threads would keep burning the cores the next upload's PNG decode needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = resolve(location) / serving.get("file", "model.onnx")
         try:
             self.session = onnxruntime.InferenceSession(

@@ -1,8 +1,10 @@
+import logging
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
@@ -12,6 +14,8 @@ from .findings import DISPLAY_NAMES
 from .forms import PatientForm, PatientSearchForm, ReviewForm, UploadForm, WorklistFilterForm
 from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus
 from .scoring import heatmap_of, score_xray, store_xray
+
+logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 
@@ -175,7 +179,12 @@ def xray_detail(request, pk):
 def xray_image(request, pk):
     xray = get_xray_for_user(request, pk)
     content_type = "image/png" if xray.image.name.endswith(".png") else "image/jpeg"
-    response = FileResponse(xray.image.open("rb"), content_type=content_type)
+    try:
+        handle = xray.image.open("rb")
+    except FileNotFoundError:
+        logger.error("The file of X-ray %s is missing: %s", xray.pk, xray.image.name)
+        raise Http404("The image file of this X-ray is missing.")
+    response = FileResponse(handle, content_type=content_type)
     # Patient images must not linger in shared caches.
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"

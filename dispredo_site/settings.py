@@ -61,6 +61,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "dispredo_site.wsgi.application"
 
 DATABASES = {"default": database("DATABASE_URL", DATA_DIR / "dispredo.sqlite3")}
+DATABASES["default"].update(CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # Concurrent web workers write to SQLite: wait for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {
@@ -124,5 +125,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"diagnosis": {"handlers": ["console"], "level": "INFO"}},
+    "loggers": {
+        "diagnosis": {"handlers": ["console"], "level": "INFO"},
+        # With DEBUG off and no ADMINS, a 500's traceback would otherwise go nowhere.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }

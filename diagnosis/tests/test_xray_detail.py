@@ -43,3 +43,9 @@ def test_the_image_view_sends_the_stored_file_privately(staff_client, scored_xra
 def test_an_unknown_xray_is_404(staff_client):
     assert staff_client.get(reverse("diagnosis:xray_detail", args=[12345])).status_code == 404
     assert staff_client.get(reverse("diagnosis:xray_image", args=[12345])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_missing_image_file_is_404_not_an_error(staff_client, scored_xray):
+    scored_xray.image.storage.delete(scored_xray.image.name)
+    assert staff_client.get(reverse("diagnosis:xray_image", args=[scored_xray.pk])).status_code == 404
