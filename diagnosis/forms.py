@@ -60,7 +60,7 @@ class UploadForm(forms.Form):
     )
     new_mrn = forms.CharField(label="Medical record number", max_length=32, required=False)
     new_name = forms.CharField(label="Name", max_length=200, required=False)
-    new_sex = forms.ChoiceField(label="Sex", choices=PatientForm.base_fields["sex"].choices, required=False)
+    new_sex = forms.ChoiceField(label="Sex", choices=PatientForm.base_fields["sex"].choices, required=False, initial="U")
     new_date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
     image = XRayFileField(label="X-ray image", widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg"}))
     view_position = forms.ChoiceField(

@@ -115,8 +115,12 @@ def upload(request):
     form = UploadForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data, image, original_name = form.cleaned_data["image"]
+        patient = form.chosen_patient()
+        new_patient = patient.pk is None
+        if new_patient:
+            patient.created_by = request.user
         xray = store_xray(
-            patient=form.chosen_patient(),
+            patient=patient,
             data=data,
             original_name=original_name,
             image=image,
@@ -124,6 +128,8 @@ def upload(request):
             view_position=form.cleaned_data["view_position"],
             clinical_note=form.cleaned_data["clinical_note"],
         )
+        if new_patient:
+            audit.record(request, AuditAction.CREATE, patient)
         audit.record(request, AuditAction.CREATE, xray, detail="uploaded " + original_name)
         status = score_xray(xray, image)
         if status == XRayStatus.PENDING:

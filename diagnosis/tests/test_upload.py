@@ -8,7 +8,7 @@ from PIL import Image
 
 from diagnosis.findings import FINDINGS
 from diagnosis.forms import INVALID_IMAGE_MESSAGE
-from diagnosis.models import Patient, Prediction, XRay, XRayStatus
+from diagnosis.models import AuditEvent, Patient, Prediction, XRay, XRayStatus
 from diagnosis.tests.conftest import stored_files
 
 UPLOAD = reverse("diagnosis:upload")
@@ -65,7 +65,11 @@ def test_it_creates_the_patient_in_the_same_step(staff_client, staff, tiny_model
     assert response.status_code == 302
     patient = Patient.objects.get()
     assert (patient.mrn, patient.name, str(patient.date_of_birth)) == ("MRN-777", "Grace Hopper", "1906-12-09")
+    assert patient.created_by == staff
     assert XRay.objects.get().patient == patient
+    assert list(AuditEvent.objects.order_by("pk").values_list("action", "object_type")) == [
+        ("create", "patient"), ("create", "xray")
+    ]
 
 
 @pytest.mark.django_db
