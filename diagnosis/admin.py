@@ -117,7 +117,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
                     (name, _fmt(m.get("auroc")), _fmt(m.get("precision")), _fmt(m.get("recall")), _fmt(m.get("f1")))
-                    for name, m in report.get("per_finding", {}).items()
+                    for name, m in report.get("findings", {}).items()
                 ),
             )
             roc = resolve(obj.artefact_path) / f"roc_{split}.png"

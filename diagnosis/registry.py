@@ -1,5 +1,7 @@
 """Registering model artefacts as ModelVersion rows."""
 
+import json
+
 from django.conf import settings
 from django.db import transaction
 
@@ -45,4 +47,12 @@ def install_default_model():
     directory = settings.DISPREDO_DEFAULT_MODEL_DIR
     if not (directory / "metadata.json").is_file():
         return None
-    return register_model_version(directory, activate=not ModelVersion.objects.filter(is_active=True).exists())
+    version = register_model_version(directory, activate=not ModelVersion.objects.filter(is_active=True).exists())
+    # The shipped model comes evaluated: show its reports on the admin page as evaluate would.
+    reports = {}
+    for report in sorted(directory.glob("evaluation_*.json")):
+        reports[report.stem.removeprefix("evaluation_")] = json.loads(report.read_text())
+    if reports and reports != version.evaluation:
+        version.evaluation = reports
+        version.save(update_fields=["evaluation"])
+    return version

@@ -49,12 +49,64 @@ def serving_function(models, size):
 
 
 def export_onnx(models, size, path):
-    """Write the serving graph of ``models`` to ``path`` (an ONNX file); return ``path``."""
+    """Write the serving graph of ``models`` to ``path`` (an ONNX file); return ``path``.
+
+    One model converts directly. Several (per-finding) convert one by one, and their graphs are
+    joined into one that feeds ``image`` to each and concatenates their columns: converting the
+    14 networks as one TensorFlow function is far slower in tf2onnx.
+    """
+    import onnx
+
+    models = list(models)
+    protos = [_convert(model, size) for model in models]
+    proto = protos[0] if len(protos) == 1 else _join(protos)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return Path(path)
+
+
+def _convert(model, size):
     import tf2onnx
 
-    function, spec = serving_function(models, size)
-    tf2onnx.convert.from_function(function, input_signature=(spec,), opset=OPSET, output_path=str(path))
-    return Path(path)
+    function, spec = serving_function([model], size)
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=(spec,), opset=OPSET)
+    return proto
+
+
+def _join(protos):
+    """One ONNX model running every graph of ``protos`` on the shared input, columns concatenated."""
+    import onnx
+    from onnx import helper
+
+    nodes, initializers, value_info, outputs = [], [], [], {name: [] for name in OUTPUT_NAMES}
+    for index, proto in enumerate(protos):
+        prefixed = onnx.compose.add_prefix(proto, prefix=f"m{index}_")
+        graph = prefixed.graph
+        own_input = graph.input[0].name
+        for node in graph.node:
+            node.input[:] = [INPUT_NAME if name == own_input else name for name in node.input]
+            nodes.append(node)
+        initializers.extend(graph.initializer)
+        value_info.extend(graph.value_info)
+        by_name = {output.name: output for output in graph.output}
+        for name in OUTPUT_NAMES:
+            outputs[name].append(by_name[f"m{index}_{name}"].name)
+    for name in OUTPUT_NAMES:
+        nodes.append(helper.make_node("Concat", outputs[name], [name], axis=-1, name=f"concat_{name}"))
+    first = protos[0].graph
+    image = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, None)
+    image.CopyFrom(first.input[0])
+    image.name = INPUT_NAME
+    graph_outputs = []
+    for name in OUTPUT_NAMES:
+        template = next(o for o in first.output if o.name == name)
+        info = onnx.ValueInfoProto()
+        info.CopyFrom(template)
+        info.type.tensor_type.shape.dim[-1].ClearField("dim_param")
+        info.type.tensor_type.shape.dim[-1].dim_value = len(protos)
+        graph_outputs.append(info)
+    graph = helper.make_graph(nodes, "dispredo_per_finding", [image], graph_outputs, initializer=initializers, value_info=value_info)
+    return helper.make_model(graph, opset_imports=protos[0].opset_import, producer_name="dispredo")
 
 
 def onnx_session(path, threads=None):
@@ -80,26 +132,28 @@ def run_onnx(session, pixels, batch_size=64):
 
 
 def keras_outputs(models, pixels, batch_size=64):
-    """The Keras networks' ``(probabilities, cams)`` for ``pixels`` [N, S, S], computed like the export."""
-    size = pixels.shape[1]
-    function, _ = serving_function(models, size)
+    """The Keras networks' ``(probabilities, cams)`` for ``pixels`` [N, S, S], run eagerly layer by layer."""
     probabilities, cams = [], []
     for start in range(0, len(pixels), batch_size):
         batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)[..., None]
-        out = function(batch)
-        probabilities.append(out["probabilities"].numpy())
-        cams.append(out["cams"].numpy())
+        probs, maps = [], []
+        for model in models:
+            features, p = features_and_probabilities(model, batch)
+            probs.append(np.asarray(p))
+            maps.append(np.asarray(class_activation_maps(model, features)))
+        probabilities.append(np.concatenate(probs, axis=-1))
+        cams.append(np.concatenate(maps, axis=-1))
     return np.concatenate(probabilities), np.concatenate(cams)
 
 
 def check_agreement(models, onnx_path, pixels, tolerance=AGREEMENT_TOLERANCE):
     """Compare ONNX and Keras on ``pixels``; return the figures, raise ``ExportError`` beyond ``tolerance``.
 
-    The Keras side is ``model.predict`` (the trained networks as saved), not the export's function.
+    The Keras side calls each trained network as a whole (inference mode), not the export's function.
     """
     pixels = np.asarray(pixels)
     batch = pixels.astype(np.float32)[..., None]
-    keras_probs = np.concatenate([model.predict(batch, verbose=0, batch_size=64) for model in models], axis=-1)
+    keras_probs = np.concatenate([np.asarray(model(batch, training=False)) for model in models], axis=-1)
     session = onnx_session(onnx_path)
     onnx_probs, onnx_cams = run_onnx(session, pixels)
     _, keras_cams = keras_outputs(models, pixels)

@@ -2,25 +2,13 @@
 
 Only a complete artefact is registered: ``read_metadata`` checks the format version, the 14
 findings in order, a threshold for each and the serving model, and a half-written directory
-(no metadata.json, which is written last) fails it.
+(no metadata.json, which is written last) fails it. Registration itself is the web app's
+``diagnosis.registry.register_model_version``; training adds that a name is never reused.
 """
-
-from pathlib import Path
-
-from django.conf import settings
-from django.db import transaction
 
 from diagnosis.artefact import read_metadata, resolve
 from diagnosis.models import ModelVersion
-
-
-def stored_location(directory):
-    """``directory`` as stored in ``ModelVersion.artefact_path``: relative to the project when inside it."""
-    directory = Path(directory).resolve()
-    try:
-        return str(directory.relative_to(Path(settings.BASE_DIR).resolve()))
-    except ValueError:
-        return str(directory)
+from diagnosis.registry import register_model_version
 
 
 def register(directory, activate=False):
@@ -29,20 +17,10 @@ def register(directory, activate=False):
     Raises ``diagnosis.artefact.ArtefactError`` for an incomplete or unknown artefact and
     ``ValueError`` when a version of that name is already registered.
     """
-    metadata = read_metadata(directory)
-    name = metadata["name"]
+    name = read_metadata(directory)["name"]
     if ModelVersion.objects.filter(name=name).exists():
         raise ValueError(f"A model version named {name!r} is already registered.")
-    with transaction.atomic():
-        version = ModelVersion.objects.create(
-            name=name,
-            artefact_path=stored_location(directory),
-            thresholds=metadata["thresholds"],
-            metrics=metadata.get("metrics", {}),
-        )
-    if activate:
-        version.activate()
-    return version
+    return register_model_version(directory, activate=activate)
 
 
 def find_version(name=None):

@@ -41,8 +41,6 @@ ALPHAS = (0.25, 0.5, 0.75, 1.0)  # keras.applications.MobileNet width multiplier
 PATIENTS_FILE = "patients.json"
 MONITOR = "val_mean_auroc"
 
-# Images of this source width or less are the blurry 64 px source of the NIH sample.
-BLURRY_SOURCE_WIDTH = 64
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,11 @@ class TrainConfig:
     patience: int = 12  # epochs without a better validation mean AUROC before stopping
     batch_size: int = 32
     learning_rate: float = 1e-3
+    lr_patience: int = 0  # halve the learning rate after this many epochs without improvement (0: never)
     dropout: float = 0.3
     weight_decay: float = 1e-4  # L2 on the head
     augment: bool = True  # small shifts, rotations, zoom
-    degrade: float = 0.5  # share of sharp training images blurred at random (0 disables)
+    degrade: float = 0.5  # share of training images blurred at random, against the source-sharpness shortcut
     degrade_min_scale: float = 0.35  # the strongest blur: downscale to this fraction of the size
     class_weight_power: float = 0.5  # multilabel: positive weight (negatives/positives) ** power
     seed: int = 0
@@ -73,6 +72,8 @@ class TrainConfig:
             raise ValueError(f"size must be an integer of at least {MIN_SIZE}, not {self.size!r}.")
         if self.alpha not in ALPHAS:
             raise ValueError(f"alpha must be one of {', '.join(map(str, ALPHAS))}, not {self.alpha!r}.")
+        if not isinstance(self.lr_patience, int) or self.lr_patience < 0:
+            raise ValueError(f"lr_patience must be a non-negative integer, not {self.lr_patience!r}.")
         for field in ("epochs", "patience", "batch_size"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
@@ -234,6 +235,12 @@ def _fit(model, train_data, steps, val_pixels, val_labels, findings, config, lab
     callbacks = [validation]
     if verbosity >= 1:
         callbacks.append(EpochProgress(stream, label, config.epochs, steps))
+    if config.lr_patience:
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=MONITOR, mode="max", factor=0.5, patience=config.lr_patience, min_lr=1e-5, verbose=0
+            )
+        )
     callbacks.append(
         keras.callbacks.EarlyStopping(
             monitor=MONITOR, mode="max", patience=config.patience, restore_best_weights=True, verbose=0
@@ -266,8 +273,7 @@ def train_multilabel(config, data_dir, stream, verbosity):
     val_split = dataset.load_split(data_dir, "val")
     _seed_everything(config.seed)
     weights = positive_weights(train_split.labels, power=config.class_weight_power)
-    sharp = np.asarray(train_split.source_sizes) > BLURRY_SOURCE_WIDTH
-    train_data = make_dataset(train_split.pixels, train_split.labels, config, training=True, sharp=sharp)
+    train_data = make_dataset(train_split.pixels, train_split.labels, config, training=True)
     steps = math.ceil(len(train_split.pixels) / config.batch_size)
     model = build_model(config, outputs=len(FINDINGS))
     _compile(model, config, WeightedBinaryCrossentropy(weights.tolist()))
@@ -326,6 +332,15 @@ def keras_files(config):
     if config.strategy == "multilabel":
         return ["model.keras"]
     return [f"{finding}.keras" for finding in FINDINGS]
+
+
+def save_weights_only_model(model, path):
+    """Save ``model`` as a native ``.keras`` file without its optimizer or loss (it loads with plain Keras)."""
+    import keras
+
+    bare = keras.models.clone_model(model)
+    bare.set_weights(model.get_weights())
+    bare.save(path)
 
 
 def load_keras_models(directory, metadata):
@@ -388,7 +403,7 @@ def train(config, stdout=None, verbosity=1):
     try:
         files = keras_files(config)
         for model, filename in zip(models, files):
-            model.save(partial / filename)
+            save_weights_only_model(model, partial / filename)
         export_onnx(models, config.size, partial / ONNX_FILE)
 
         val = dataset.load_split(data_dir, "val")

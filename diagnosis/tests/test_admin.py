@@ -52,3 +52,16 @@ def test_the_admin_action_activates_exactly_one_version(admin_client_, tiny_mode
     )
     assert [str(m) for m in response.context["messages"]] == ["other is now the active model."]
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
+
+
+@pytest.mark.django_db
+def test_the_model_version_page_shows_its_evaluation(admin_client_, tiny_model):
+    tiny_model.evaluation = {
+        "test": {"mean_auroc": 0.6543, "findings": {"Edema": {"auroc": 0.7, "precision": 0.5, "recall": 0.25, "f1": 0.333}}}
+    }
+    tiny_model.save()
+    html = admin_client_.get(reverse("admin:diagnosis_modelversion_change", args=[tiny_model.pk])).content.decode()
+    assert "test split: mean AUROC 0.654" in html
+    assert "<td>Edema</td><td>0.700</td><td>0.500</td><td>0.250</td><td>0.333</td>" in html
+    changelist = admin_client_.get(reverse("admin:diagnosis_modelversion_changelist")).content.decode()
+    assert "0.654" in changelist

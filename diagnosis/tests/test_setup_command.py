@@ -55,4 +55,8 @@ def test_the_shipped_default_model_loads(settings):
         pytest.skip("models/default has not been trained yet")
     metadata = read_metadata(settings.DISPREDO_DEFAULT_MODEL_DIR)
     call_command("setup", stdout=StringIO())
-    assert ModelVersion.objects.get(is_active=True).name == metadata["name"]
+    version = ModelVersion.objects.get(is_active=True)
+    assert version.name == metadata["name"]
+    assert version.thresholds == metadata["thresholds"]
+    assert set(version.evaluation) == {"val", "test"}
+    assert version.evaluation["test"]["split"] == "test"

@@ -1,0 +1,85 @@
+"""manage.py train: train MobileNet models on preprocessed data and register the artefact."""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from diagnosis.artefact import ArtefactError, read_metadata
+from mltrain.dataset import DatasetError
+from mltrain.export import ExportError
+from mltrain.registry import artefact_directory
+from mltrain.training import ALPHAS, STRATEGIES, TrainConfig, TrainingError, summary_table, train
+
+
+class Command(BaseCommand):
+    help = (
+        "Train the MobileNet models (per-finding on the balanced sets, or one multilabel model), "
+        "choose thresholds on the validation split, export model.onnx and register the model version."
+    )
+
+    def add_arguments(self, parser):
+        defaults = TrainConfig()
+        parser.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy, help="Default multilabel.")
+        parser.add_argument(
+            "--size", type=int, default=None, help="Input size in pixels; must match the preprocessed data (default: its size)."
+        )
+        parser.add_argument("--alpha", type=float, choices=ALPHAS, default=defaults.alpha, help="MobileNet width multiplier.")
+        parser.add_argument("--epochs", type=int, default=defaults.epochs, help="Most epochs (early stopping usually ends sooner).")
+        parser.add_argument("--patience", type=int, default=defaults.patience, help="Epochs without a better validation AUROC before stopping.")
+        parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+        parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+        parser.add_argument(
+            "--lr-patience", type=int, default=defaults.lr_patience,
+            help="Halve the learning rate after this many epochs without a better validation AUROC (0: never).",
+        )
+        parser.add_argument("--dropout", type=float, default=defaults.dropout)
+        parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 on the head.")
+        parser.add_argument("--degrade", type=float, default=defaults.degrade, help="Share of sharp training images blurred at random.")
+        parser.add_argument("--no-augment", action="store_true", help="Train without shifts, rotations and zoom.")
+        parser.add_argument("--seed", type=int, default=defaults.seed, help="Makes a run repeatable.")
+        parser.add_argument("--data-dir", type=Path, default=None, help="Preprocessed data (default DISPREDO_MLTRAIN_DIR/preprocessed).")
+        parser.add_argument("--out", type=Path, default=None, help="Artefact folder (default DISPREDO_MODEL_DIR).")
+        parser.add_argument("--name", default=None, help="Model version name (default from strategy, size, alpha, seed, time).")
+        parser.add_argument("--activate", action="store_true", help="Make the new version the one uploads use.")
+
+    def handle(self, *args, **options):
+        verbosity = options["verbosity"]
+        try:
+            config = TrainConfig(
+                strategy=options["strategy"],
+                size=options["size"],
+                alpha=options["alpha"],
+                epochs=options["epochs"],
+                patience=options["patience"],
+                batch_size=options["batch_size"],
+                learning_rate=options["learning_rate"],
+                lr_patience=options["lr_patience"],
+                dropout=options["dropout"],
+                weight_decay=options["weight_decay"],
+                degrade=options["degrade"],
+                augment=not options["no_augment"],
+                seed=options["seed"],
+                data_dir=str(options["data_dir"]) if options["data_dir"] else None,
+                output_dir=str(options["out"]) if options["out"] else None,
+                name=options["name"],
+                activate=options["activate"],
+            )
+            version = train(config, stdout=self.stdout, verbosity=verbosity)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        except (TrainingError, DatasetError, ArtefactError, ExportError) as exc:
+            raise CommandError(str(exc)) from exc
+        if verbosity == 0:
+            return
+        metadata = read_metadata(artefact_directory(version))
+        for line in summary_table(metadata):
+            self.stdout.write(line)
+        training = metadata["metrics"]["training"]
+        export = metadata["metrics"]["export"]
+        self.stdout.write(
+            f"Trained in {training['seconds']:.0f} s ({training['images_per_second']} images/s); "
+            f"ONNX agrees with Keras to {export['max_abs_probability_difference']:.1e}, "
+            f"{export['onnx_latency_ms_one_image']:.2f} ms per image."
+        )
+        state = "active" if version.is_active else "not active (use --activate or the admin)"
+        self.stdout.write(self.style.SUCCESS(f"Registered model version {version.name} at {version.artefact_path}, {state}."))
