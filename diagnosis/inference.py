@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .artefact import ArtefactError, read_metadata, resolve
-from .findings import FINDINGS
 from .imaging import to_model_pixels
 
 logger = logging.getLogger(__name__)
@@ -102,7 +101,3 @@ def clear_cache():
     """Forget loaded models (tests; an artefact replaced on disk)."""
     with _lock:
         _loaded.clear()
-
-
-def finding_index(name):
-    return FINDINGS.index(name)

@@ -189,7 +189,7 @@ def xray_image(request, pk):
         handle = xray.image.open("rb")
     except FileNotFoundError:
         logger.error("The file of X-ray %s is missing: %s", xray.pk, xray.image.name)
-        raise Http404("The image file of this X-ray is missing.")
+        raise Http404("The image file of this X-ray is missing.") from None
     response = FileResponse(handle, content_type=content_type)
     # Patient images must not linger in shared caches.
     response["Cache-Control"] = "private, max-age=3600"

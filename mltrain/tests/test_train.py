@@ -11,8 +11,8 @@ from diagnosis.artefact import ArtefactError, read_metadata
 from diagnosis.findings import FINDINGS
 from diagnosis.models import ModelVersion
 from mltrain import registry, training
-from mltrain.dataset import FORMAT_VERSION, SPLITS
-from mltrain.training import TrainConfig, TrainingError
+from mltrain.dataset import FORMAT_VERSION
+from mltrain.training import TrainConfig
 
 SIZE = 32
 SPLIT_COUNTS = {"train": 28, "val": 20, "test": 20}
