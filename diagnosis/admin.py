@@ -1,4 +1,5 @@
 import base64
+import json
 
 from django.contrib import admin, messages
 from django.urls import reverse
@@ -96,14 +97,31 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["name", "is_active", "created_at", "test_mean_auroc", "artefact_path"]
     list_filter = ["is_active"]
     search_fields = ["name", "artefact_path"]
-    readonly_fields = ["created_at", "thresholds", "metrics", "evaluation_report"]
-    exclude = ["evaluation"]
+    readonly_fields = ["created_at", "threshold_table", "metrics_json", "evaluation_report"]
+    exclude = ["evaluation", "thresholds", "metrics"]
     actions = ["make_active"]
 
     @admin.display(description="Test mean AUROC")
     def test_mean_auroc(self, obj):
         value = obj.evaluation.get("test", {}).get("mean_auroc")
         return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+    # Versions come from artefacts (manage.py train, setup), which carry validated thresholds.
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="Thresholds")
+    def threshold_table(self, obj):
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td></tr>", ((name, _fmt(value)) for name, value in obj.thresholds.items())
+        )
+        return format_html("<table><tr><th>Finding</th><th>Flag at or above</th></tr>{}</table>", rows)
+
+    @admin.display(description="Training metrics")
+    def metrics_json(self, obj):
+        return format_html(
+            "<details><summary>Show</summary><pre>{}</pre></details>", json.dumps(obj.metrics, indent=2, sort_keys=True)
+        )
 
     @admin.display(description="Evaluation")
     def evaluation_report(self, obj):

@@ -65,3 +65,9 @@ def test_the_model_version_page_shows_its_evaluation(admin_client_, tiny_model):
     assert "<td>Edema</td><td>0.700</td><td>0.500</td><td>0.250</td><td>0.333</td>" in html
     changelist = admin_client_.get(reverse("admin:diagnosis_modelversion_changelist")).content.decode()
     assert "0.654" in changelist
+
+
+@pytest.mark.django_db
+def test_the_model_version_page_lists_its_thresholds(admin_client_, tiny_model):
+    html = admin_client_.get(reverse("admin:diagnosis_modelversion_change", args=[tiny_model.pk])).content.decode()
+    assert "<tr><td>Pleural_Thickening</td><td>0.500</td></tr>" in html
