@@ -176,6 +176,8 @@ def xray_detail(request, pk):
             "heatmaps": heatmaps,
             "display_names": DISPLAY_NAMES,
             "review_form": review_form,
+            # The same file under another record is often a wrong-patient upload: say so.
+            "same_image": XRay.objects.filter(sha256=xray.sha256).exclude(pk=xray.pk).select_related("patient")[:5],
             "reviews": xray.reviews.select_related("reviewer"),
         },
     )

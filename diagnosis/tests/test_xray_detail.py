@@ -49,3 +49,21 @@ def test_an_unknown_xray_is_404(staff_client):
 def test_a_missing_image_file_is_404_not_an_error(staff_client, scored_xray):
     scored_xray.image.storage.delete(scored_xray.image.name)
     assert staff_client.get(reverse("diagnosis:xray_image", args=[scored_xray.pk])).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_same_image_under_another_record_is_pointed_out(staff_client, scored_xray, sample_images):
+    from diagnosis.models import Patient
+
+    assert 'id="same-image"' not in staff_client.get(scored_xray.get_absolute_url()).content.decode()
+    other = Patient.objects.create(mrn="MRN002", name="Other Person")
+    path = sample_images["px_256"]
+    response = staff_client.post(
+        reverse("diagnosis:upload"), {"patient": other.pk, "image": SimpleUploadedFile(path.name, path.read_bytes())}, follow=True
+    )
+    assert list(response.context["same_image"]) == [scored_xray]
+    html = response.content.decode()
+    assert f'<a href="{scored_xray.get_absolute_url()}">X-ray {scored_xray.pk}</a> of Ada Lovelace (MRN001)' in html
+    second = response.context["xray"]
+    first_page = staff_client.get(scored_xray.get_absolute_url()).content.decode()
+    assert f'<a href="{second.get_absolute_url()}">X-ray {second.pk}</a> of Other Person (MRN002)' in first_page
