@@ -22,10 +22,6 @@ _lock = threading.Lock()
 _loaded = {}  # ModelVersion pk -> Predictor; a process keeps the few versions it has served.
 
 
-class NoActiveModel(Exception):
-    """No model version is installed and active."""
-
-
 @dataclass(frozen=True)
 class Scores:
     """One X-ray's output: probabilities and class activation maps, in FINDINGS order."""
@@ -85,16 +81,6 @@ def predictor_for(version):
                 predictor = Predictor(version.artefact_path)
                 _loaded[version.pk] = predictor
     return predictor
-
-
-def active_predictor():
-    """(ModelVersion, Predictor) for the active version; raises ``NoActiveModel``."""
-    from .models import ModelVersion
-
-    version = ModelVersion.active()
-    if version is None:
-        raise NoActiveModel("No model version is active.")
-    return version, predictor_for(version)
 
 
 def clear_cache():

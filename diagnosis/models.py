@@ -8,7 +8,6 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.functional import cached_property
 
 from .findings import DISPLAY_NAMES, FINDINGS
 
@@ -156,11 +155,6 @@ class XRay(models.Model):
     @staticmethod
     def digest(data):
         return hashlib.sha256(data).hexdigest()
-
-    @cached_property
-    def model_version(self):
-        first = self.predictions.select_related("model_version").first()
-        return first.model_version if first else None
 
 
 class Prediction(models.Model):

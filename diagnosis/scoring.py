@@ -86,7 +86,6 @@ def score_xray(xray, image=None):
         Prediction.objects.bulk_create(rows)
         XRay.objects.filter(pk=xray.pk).update(status=XRayStatus.DONE, error="")
     xray.status, xray.error = XRayStatus.DONE, ""
-    xray.__dict__.pop("model_version", None)
     return xray.status
 
 

@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from diagnosis.inference import active_predictor, NoActiveModel
-from diagnosis.models import XRay, XRayStatus
+from diagnosis.models import ModelVersion, XRay, XRayStatus
 from diagnosis.scoring import score_xray
 
 
@@ -19,10 +18,9 @@ class Command(BaseCommand):
         if dry_run:
             self.stdout.write(f"{total} X-ray(s) would be scored.")
             return
-        try:
-            version, _ = active_predictor()
-        except NoActiveModel as exc:
-            raise CommandError("No model version is active: train one (manage.py train --activate) or activate one in the admin.") from exc
+        version = ModelVersion.active()
+        if version is None:
+            raise CommandError("No model version is active: train one (manage.py train --activate) or activate one in the admin.")
         counts = {XRayStatus.DONE: 0, XRayStatus.FAILED: 0, XRayStatus.PENDING: 0}
         for number, xray in enumerate(xrays.iterator(), start=1):
             counts[score_xray(xray)] += 1
