@@ -23,7 +23,15 @@ from diagnosis.findings import DISPLAY_NAMES, FINDINGS
 
 from . import dataset
 from .export import onnx_session, run_onnx
-from .metrics import binary_report, json_safe, mean_auroc, per_finding_auroc
+from .metrics import (
+    BOOTSTRAP_ROUNDS,
+    binary_report,
+    interval,
+    json_safe,
+    mean_auroc,
+    patient_bootstrap,
+    per_finding_auroc,
+)
 from .registry import artefact_directory
 from .training import PATIENTS_FILE
 
@@ -55,8 +63,9 @@ def _check_unseen(directory, metadata, split_data, split):
     return bool(patients & set(recorded.get("val", [])))
 
 
-def compute_report(probabilities, labels, thresholds, source_sizes=None):
-    """The figures of an evaluation from arrays: per finding at ``thresholds``, mean AUROC, per source."""
+def compute_report(probabilities, labels, thresholds, source_sizes=None, patients=None):
+    """The figures of an evaluation from arrays: per finding at ``thresholds``, mean AUROC (with a
+    95 % patient-bootstrap interval when ``patients`` is given), per source."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).astype(int)
     findings = {
@@ -69,6 +78,9 @@ def compute_report(probabilities, labels, thresholds, source_sizes=None):
         "findings_with_both_classes": sum(not math.isnan(v) for v in aurocs.values()),
         "findings": findings,
     }
+    if patients is not None:
+        report["mean_auroc_ci95"] = interval(patient_bootstrap(labels, [probabilities], patients)[:, 0])
+        report["bootstrap"] = f"{BOOTSTRAP_ROUNDS} resamples of the patients, with replacement"
     if source_sizes is not None:
         source_sizes = np.asarray(source_sizes)
         by_source = {}
@@ -105,7 +117,7 @@ def evaluate(version, split="test", data_dir=None):
     session = onnx_session(directory / metadata["serving"]["file"])
     probabilities, _ = run_onnx(session, np.asarray(data.pixels))
     thresholds = {name: float(version.thresholds.get(name, metadata["thresholds"][name])) for name in FINDINGS}
-    report = compute_report(probabilities, data.labels, thresholds, data.source_sizes)
+    report = compute_report(probabilities, data.labels, thresholds, data.source_sizes, data.patients)
     report.update(
         {
             "model_version": version.name,
@@ -145,7 +157,13 @@ def markdown_report(report):
         f"({'used for model selection' if report['used_for_model_selection'] else 'never used for training or model selection'}), "
         f"scored with {report['engine']} (the served model), flagged at the model version's thresholds.",
         "",
-        f"**Mean AUROC: {_fmt(report['mean_auroc'])}** over the {report['findings_with_both_classes']} findings with both classes.",
+        f"**Mean AUROC: {_fmt(report['mean_auroc'])}** over the {report['findings_with_both_classes']} findings with both classes"
+        + (
+            f" (95 % interval {_fmt(report['mean_auroc_ci95'][0])} to {_fmt(report['mean_auroc_ci95'][1])}, "
+            f"{report['bootstrap']})."
+            if report.get("mean_auroc_ci95")
+            else "."
+        ),
         "",
         "| Finding | Pos | AUROC | Threshold | Precision | Recall | F1 | Accuracy | TN | FP | FN | TP |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -3,7 +3,8 @@
 The graph (see ``diagnosis.artefact``) takes ``image`` float32 [N, S, S, 1] of raw pixels 0..255
 and returns ``probabilities`` [N, 14] and ``cams`` [N, h, w, 14]. A multilabel network gives all
 14 columns; for per-finding, the 14 binary networks are combined into one graph, each giving
-its own column of both outputs.
+its own column of both outputs; for a cross-validated ensemble of multilabel networks, the graph
+averages their probabilities and their CAMs.
 """
 
 import os
@@ -11,6 +12,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from diagnosis.findings import FINDINGS
 
 from .networks import class_activation_maps, features_and_probabilities
 
@@ -25,6 +28,20 @@ AGREEMENT_TOLERANCE = 1e-4
 
 class ExportError(Exception):
     """The exported graph does not reproduce the Keras networks."""
+
+
+def combination(models):
+    """How the networks' outputs make the 14 columns: ``"mean"`` for an ensemble of 14-unit networks,
+    ``"concat"`` otherwise (one multilabel network, or 14 one-unit per-finding networks)."""
+    models = list(models)
+    if len(models) > 1 and all(model.output_shape[-1] == len(FINDINGS) for model in models):
+        return "mean"
+    return "concat"
+
+
+def combine(arrays, how):
+    """Join per-network outputs (each [..., K]) the way ``combination`` says."""
+    return np.mean(arrays, axis=0) if how == "mean" else np.concatenate(arrays, axis=-1)
 
 
 def serving_function(models, size):
@@ -45,21 +62,22 @@ def serving_function(models, size):
         }
 
     spec = tf.TensorSpec((None, size, size, 1), tf.float32, name=INPUT_NAME)
-    return tf.function(serve, input_signature=(spec,)), spec
+    # autograph=False: trace the Python loop as it is; autograph would re-read this source from disk.
+    return tf.function(serve, input_signature=(spec,), autograph=False), spec
 
 
 def export_onnx(models, size, path):
     """Write the serving graph of ``models`` to ``path`` (an ONNX file); return ``path``.
 
-    One model converts directly. Several (per-finding) convert one by one, and their graphs are
-    joined into one that feeds ``image`` to each and concatenates their columns: converting the
-    14 networks as one TensorFlow function is far slower in tf2onnx.
+    One model converts directly. Several convert one by one, and their graphs are joined into one
+    that feeds ``image`` to each and concatenates (per-finding) or averages (ensemble) their
+    outputs: converting many networks as one TensorFlow function is far slower in tf2onnx.
     """
     import onnx
 
     models = list(models)
     protos = [_convert(model, size) for model in models]
-    proto = protos[0] if len(protos) == 1 else _join(protos)
+    proto = protos[0] if len(protos) == 1 else _join(protos, combination(models))
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return Path(path)
@@ -73,8 +91,8 @@ def _convert(model, size):
     return proto
 
 
-def _join(protos):
-    """One ONNX model running every graph of ``protos`` on the shared input, columns concatenated."""
+def _join(protos, how):
+    """One ONNX model running every graph of ``protos`` on the shared input, outputs joined ``how``."""
     import onnx
     from onnx import helper
 
@@ -92,7 +110,10 @@ def _join(protos):
         for name in OUTPUT_NAMES:
             outputs[name].append(by_name[f"m{index}_{name}"].name)
     for name in OUTPUT_NAMES:
-        nodes.append(helper.make_node("Concat", outputs[name], [name], axis=-1, name=f"concat_{name}"))
+        if how == "mean":
+            nodes.append(helper.make_node("Mean", outputs[name], [name], name=f"mean_{name}"))
+        else:
+            nodes.append(helper.make_node("Concat", outputs[name], [name], axis=-1, name=f"concat_{name}"))
     first = protos[0].graph
     image = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, None)
     image.CopyFrom(first.input[0])
@@ -102,10 +123,12 @@ def _join(protos):
         template = next(o for o in first.output if o.name == name)
         info = onnx.ValueInfoProto()
         info.CopyFrom(template)
-        info.type.tensor_type.shape.dim[-1].ClearField("dim_param")
-        info.type.tensor_type.shape.dim[-1].dim_value = len(protos)
+        if how == "concat":
+            info.type.tensor_type.shape.dim[-1].ClearField("dim_param")
+            info.type.tensor_type.shape.dim[-1].dim_value = len(protos)
         graph_outputs.append(info)
-    graph = helper.make_graph(nodes, "dispredo_per_finding", [image], graph_outputs, initializer=initializers, value_info=value_info)
+    title = "dispredo_ensemble" if how == "mean" else "dispredo_per_finding"
+    graph = helper.make_graph(nodes, title, [image], graph_outputs, initializer=initializers, value_info=value_info)
     return helper.make_model(graph, opset_imports=protos[0].opset_import, producer_name="dispredo")
 
 
@@ -133,6 +156,7 @@ def run_onnx(session, pixels, batch_size=64):
 
 def keras_outputs(models, pixels, batch_size=64):
     """The Keras networks' ``(probabilities, cams)`` for ``pixels`` [N, S, S], run eagerly layer by layer."""
+    how = combination(models)
     probabilities, cams = [], []
     for start in range(0, len(pixels), batch_size):
         batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)[..., None]
@@ -141,8 +165,8 @@ def keras_outputs(models, pixels, batch_size=64):
             features, p = features_and_probabilities(model, batch)
             probs.append(np.asarray(p))
             maps.append(np.asarray(class_activation_maps(model, features)))
-        probabilities.append(np.concatenate(probs, axis=-1))
-        cams.append(np.concatenate(maps, axis=-1))
+        probabilities.append(combine(probs, how))
+        cams.append(combine(maps, how))
     return np.concatenate(probabilities), np.concatenate(cams)
 
 
@@ -153,7 +177,7 @@ def check_agreement(models, onnx_path, pixels, tolerance=AGREEMENT_TOLERANCE):
     """
     pixels = np.asarray(pixels)
     batch = pixels.astype(np.float32)[..., None]
-    keras_probs = np.concatenate([np.asarray(model(batch, training=False)) for model in models], axis=-1)
+    keras_probs = combine([np.asarray(model(batch, training=False)) for model in models], combination(models))
     session = onnx_session(onnx_path)
     onnx_probs, onnx_cams = run_onnx(session, pixels)
     _, keras_cams = keras_outputs(models, pixels)

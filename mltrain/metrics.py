@@ -73,6 +73,34 @@ def binary_report(labels, scores, threshold):
     }
 
 
+BOOTSTRAP_ROUNDS = 1000
+
+
+def patient_bootstrap(labels, score_sets, patients, rounds=BOOTSTRAP_ROUNDS, seed=0):
+    """Mean AUROC of each of ``score_sets`` ([N, 14] arrays) on ``rounds`` resamples of the patients
+    (drawn with replacement, each with all of its images); float [rounds, len(score_sets)].
+
+    Every score set sees the same resamples, so differences between columns are paired.
+    """
+    labels = np.asarray(labels).astype(int)
+    patients = np.asarray(patients)
+    ids, first = np.unique(patients, return_inverse=True)
+    members = [np.flatnonzero(first == i) for i in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    results = np.empty((rounds, len(score_sets)))
+    for r in range(rounds):
+        chosen = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
+        for k, scores in enumerate(score_sets):
+            results[r, k] = mean_auroc(per_finding_auroc(labels[chosen], np.asarray(scores)[chosen]))
+    return results
+
+
+def interval(values, level=0.95):
+    """The central ``level`` interval of bootstrap ``values`` as ``[low, high]``."""
+    tail = (1 - level) / 2 * 100
+    return [float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))]
+
+
 def json_safe(value):
     """``value`` with NaN and infinities replaced by None, for JSON and JSONField."""
     if isinstance(value, dict):

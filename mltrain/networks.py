@@ -7,11 +7,13 @@ serving model takes the same raw pixels. Layers are named so export can take the
     normalise -> backbone (keras.applications.MobileNet, no top) -> pool -> dropout -> head
 
 ``features`` (the backbone's last conv map) times the ``head`` kernel is the class activation map.
+Training fits the network behind augmentation layers (``build_training_model``) that act only in
+training; the network alone is saved and exported. Training code uses ``keras.ops`` only, so it
+runs on any Keras backend; export (tf2onnx) needs TensorFlow.
 """
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 # MobileNet expects inputs in [-1, 1].
 PIXEL_SCALE = 1.0 / 127.5
@@ -54,6 +56,8 @@ def features_and_probabilities(model, images):
 
 def class_activation_maps(model, features):
     """Per-unit CAM: ``features`` [N, h, w, C] times the head kernel [C, K] (no bias) -> [N, h, w, K]."""
+    import tensorflow as tf
+
     kernel = model.get_layer("head").kernel
     return tf.einsum("nhwc,ck->nhwk", features, tf.cast(kernel, features.dtype))
 
@@ -67,11 +71,13 @@ class WeightedBinaryCrossentropy(keras.losses.Loss):
         self.positive_weights = [float(w) for w in positive_weights]
 
     def call(self, y_true, y_pred):
-        y_true = tf.cast(y_true, y_pred.dtype)
-        weights = tf.constant(self.positive_weights, dtype=y_pred.dtype)
-        y_pred = tf.clip_by_value(y_pred, keras.backend.epsilon(), 1.0 - keras.backend.epsilon())
-        loss = -(weights * y_true * tf.math.log(y_pred) + (1.0 - y_true) * tf.math.log(1.0 - y_pred))
-        return tf.reduce_mean(loss, axis=-1)
+        ops = keras.ops
+        y_true = ops.cast(y_true, y_pred.dtype)
+        weights = ops.convert_to_tensor(self.positive_weights, dtype=y_pred.dtype)
+        epsilon = keras.backend.epsilon()
+        y_pred = ops.clip(y_pred, epsilon, 1.0 - epsilon)
+        loss = -(weights * y_true * ops.log(y_pred) + (1.0 - y_true) * ops.log(1.0 - y_pred))
+        return ops.mean(loss, axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "positive_weights": self.positive_weights}
@@ -86,35 +92,74 @@ def positive_weights(labels, power=0.5, cap=20.0):
     return np.minimum(np.maximum(ratio, 1.0) ** power, cap)
 
 
-def build_augmenter(config):
-    """Training-time augmentation on raw-pixel batches: small shifts, rotations and zoom.
+@keras.saving.register_keras_serializable(package="dispredo")
+class RandomDegrade(keras.layers.Layer):
+    """In training only, blur a random ``rate`` share of images by resizing them down to a random
+    fraction of their side (between ``min_scale`` and 1) and back, so that sharpness cannot stand in
+    for the 64 px source (see the data README). Identity at inference.
 
-    Applied in the tf.data pipeline, never saved with the model.
+    The fractions come from a fixed set of ``steps`` so every shape is static (XLA, ONNX).
     """
+
+    def __init__(self, rate, min_scale=0.35, steps=3, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.rate, self.min_scale, self.steps, self.seed = float(rate), float(min_scale), int(steps), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def scales(self):
+        return [float(s) for s in np.linspace(self.min_scale, 1.0, self.steps + 1)[:-1]]
+
+    def call(self, images, training=False):
+        if not training or not self.rate:
+            return images
+        ops = keras.ops
+        size = images.shape[1]
+        versions = [images]
+        for scale in self.scales():
+            small = max(8, int(round(size * scale)))
+            down = ops.image.resize(images, (small, small), interpolation="bilinear", antialias=True)
+            versions.append(ops.image.resize(down, (size, size), interpolation="bilinear"))
+        count = ops.shape(images)[0]
+        blurred = keras.random.uniform((count,), seed=self.seed_generator) < self.rate
+        level = keras.random.randint((count,), 1, len(versions), seed=self.seed_generator)
+        choice = ops.one_hot(ops.where(blurred, level, 0), len(versions), dtype=images.dtype)
+        return ops.einsum("vnhwc,nv->nhwc", ops.stack(versions, axis=0), choice)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "rate": self.rate,
+            "min_scale": self.min_scale,
+            "steps": self.steps,
+            "seed": self.seed,
+        }
+
+
+def augmentation_layers(config):
+    """Training-time augmentation on raw-pixel batches: random blur (``config.degrade``), then small
+    shifts, rotations and zoom (``config.augment``). Active only in training; never exported."""
     seed = config.seed
-    return keras.Sequential(
-        [
-            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed),
-            keras.layers.RandomRotation(0.03, fill_mode="nearest", seed=seed + 1),
-            keras.layers.RandomZoom((-0.08, 0.08), fill_mode="nearest", seed=seed + 2),
-        ],
-        name="augment",
-    )
+    layers = []
+    if config.degrade:
+        layers.append(RandomDegrade(config.degrade, config.degrade_min_scale, seed=seed + 3, name="degrade"))
+    if config.augment:
+        layers += [
+            keras.layers.RandomTranslation(0.06, 0.06, fill_mode="nearest", seed=seed, name="shift"),
+            keras.layers.RandomRotation(0.03, fill_mode="nearest", seed=seed + 1, name="rotate"),
+            keras.layers.RandomZoom((-0.08, 0.08), fill_mode="nearest", seed=seed + 2, name="zoom"),
+        ]
+    return layers
 
 
-def degrade_resolution(images, probability, min_scale, seed):
-    """Blur a random ``probability`` share of a batch by downscaling to a random fraction (>= ``min_scale``)
-    of its size and back, so that sharpness cannot stand in for the 64 px source (see the data README).
-
-    ``images``: float32 [N, S, S, 1]; ``seed``: a stateless seed pair (tensor of 2 ints).
-    """
-    size = tf.shape(images)[1]
-    count = tf.shape(images)[0]
-    seeds = tf.random.experimental.stateless_split(seed, 2)
-    scale = tf.random.stateless_uniform([], seeds[0], min_scale, 1.0)
-    small = tf.maximum(tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32), 8)
-    blurred = tf.image.resize(
-        tf.image.resize(images, [small, small], method="area"), [size, size], method="bilinear"
-    )
-    chosen = tf.random.stateless_uniform([count, 1, 1, 1], seeds[1]) < probability
-    return tf.where(chosen, blurred, images)
+def build_training_model(network, config):
+    """``network`` behind the augmentation layers: what ``fit`` trains. The weights are ``network``'s,
+    so ``network`` alone is what is saved and exported."""
+    size = network.input_shape[1]
+    image = keras.Input((size, size, 1), name="image")
+    x = image
+    for layer in augmentation_layers(config):
+        x = layer(x)
+    return keras.Model(image, network(x), name="training")

@@ -5,7 +5,10 @@ Two strategies:
 ``per-finding``  14 binary MobileNets, each trained on its finding's balanced training set
                  (``manage.py balance``: SMOTETomek on the training split only).
 ``multilabel``   one MobileNet with 14 sigmoid outputs, trained on the real (unbalanced)
-                 training split with class-weighted binary cross-entropy and light augmentation.
+                 training split with class-weighted binary cross-entropy and light augmentation;
+                 with ``folds`` K >= 2, a cross-validated ensemble of K such networks, one per
+                 patient-grouped fold of train + val, each stopped on the fold it left out,
+                 thresholds from out-of-fold predictions, served as their mean.
 
 Both select the epoch with the best validation mean AUROC (real validation images of patients
 never trained on), stop early when it stops improving, keep those weights, choose each finding's
@@ -60,6 +63,7 @@ class TrainConfig:
     degrade_min_scale: float = 0.35  # the strongest blur: downscale to this fraction of the size
     class_weight_power: float = 0.5  # multilabel: positive weight (negatives/positives) ** power
     seed: int = 0
+    folds: int = 1  # 1: fit on train, select on val; K >= 2: K patient-grouped folds of train + val, one member each
     data_dir: str | None = None  # preprocessed data; default DISPREDO_MLTRAIN_DIR/preprocessed
     output_dir: str | None = None  # where artefacts go; default DISPREDO_MODEL_DIR
     name: str | None = None  # artefact and ModelVersion name; default from strategy, size, alpha, time
@@ -88,6 +92,10 @@ class TrainConfig:
             raise ValueError(f"degrade_min_scale must be in (0, 1], not {self.degrade_min_scale!r}.")
         if self.weight_decay < 0 or self.class_weight_power < 0:
             raise ValueError("weight_decay and class_weight_power must not be negative.")
+        if not isinstance(self.folds, int) or self.folds < 1:
+            raise ValueError(f"folds must be a positive integer, not {self.folds!r}.")
+        if self.folds > 1 and self.strategy != "multilabel":
+            raise ValueError("folds (a cross-validated ensemble) applies to the multilabel strategy only.")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, not {self.seed!r}.")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
@@ -101,7 +109,8 @@ class TrainConfig:
 
     def default_name(self):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        return f"{self.strategy}-{self.size}px-a{self.alpha}-s{self.seed}-{stamp}"
+        folds = f"-cv{self.folds}" if self.folds > 1 else ""
+        return f"{self.strategy}-{self.size}px-a{self.alpha}{folds}-s{self.seed}-{stamp}"
 
 
 class TrainingError(Exception):
@@ -113,49 +122,59 @@ class TrainingError(Exception):
 
 def _seed_everything(seed):
     import keras
-    import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
 
 
-def make_dataset(pixels, labels, config, training, sharp=None):
-    """tf.data pipeline: map (to float [S, S, 1]) -> cache -> shuffle -> batch -> augment -> prefetch.
+def batches(pixels, labels, batch_size, seed):
+    """A ``keras.utils.PyDataset`` of shuffled float32 batches ([B, S, S, 1], [B, K]) read from
+    ``pixels`` (uint8 [N, S, S], memory-mapped or not) and ``labels``, reshuffled each epoch.
 
-    ``sharp`` (bool [N]) marks images that may be blurred at random (``config.degrade``);
-    None means all of them.
+    Every batch has ``batch_size`` images (the remainder of an epoch's shuffle is left for the next
+    ones), so compiling backends (JAX/XLA) build one training step, not one per remainder.
+    Augmentation is not done here but by the training model's own layers, on whichever backend runs.
     """
-    import tensorflow as tf
+    import keras
 
-    from .networks import build_augmenter, degrade_resolution
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(pixels))
 
-    pixels = np.asarray(pixels)
-    labels = np.asarray(labels, dtype=np.float32)
-    if labels.ndim == 1:
-        labels = labels[:, None]
-    sharp = np.ones(len(pixels), dtype=bool) if sharp is None else np.asarray(sharp, dtype=bool)
-    data = tf.data.Dataset.from_tensor_slices((pixels, labels, sharp))
-    data = data.map(lambda x, y, s: (tf.cast(x, tf.float32)[..., None], y, s), num_parallel_calls=tf.data.AUTOTUNE)
-    data = data.cache()
-    if training:
-        data = data.shuffle(len(pixels), seed=config.seed, reshuffle_each_iteration=True)
-    data = data.batch(config.batch_size)
-    if training and (config.augment or config.degrade):
-        augmenter = build_augmenter(config) if config.augment else None
-        seeds = tf.data.Dataset.random(seed=config.seed, rerandomize_each_iteration=True).batch(2)
+        def __len__(self):
+            return max(1, len(pixels) // batch_size)
 
-        def augment(batch, seed):
-            (x, y, s) = batch
-            if config.degrade:
-                blurred = degrade_resolution(x, config.degrade, config.degrade_min_scale, seed)
-                x = tf.where(s[:, None, None, None], blurred, x)
-            if augmenter is not None:
-                x = augmenter(x, training=True)
-            return x, y, s
+        def __getitem__(self, index):
+            chosen = np.sort(self.order[index * batch_size : (index + 1) * batch_size])  # sorted: memmap locality
+            x = np.asarray(pixels[chosen], dtype=np.float32)[..., None]
+            y = np.asarray(labels[chosen], dtype=np.float32).reshape(len(chosen), -1)
+            return x, y
 
-        data = tf.data.Dataset.zip((data, seeds)).map(augment)
-    data = data.map(lambda x, y, s: (x, y))
-    return data.prefetch(tf.data.AUTOTUNE)
+        def on_epoch_end(self):
+            self.order = self.rng.permutation(len(pixels))
+
+    return Batches()
+
+
+def patient_folds(patients, labels, source_sizes, folds, seed):
+    """Fold number (0..folds-1) of each image: no patient in two folds, and each fold with about the
+    same share of images from the 64 px source and of images with any finding."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    patients = np.asarray(patients)
+    if len(np.unique(patients)) < folds:
+        raise TrainingError(f"{folds} folds need at least {folds} patients; the data has {len(np.unique(patients))}.")
+    strata = (np.asarray(source_sizes) <= 64).astype(int) * 2 + (np.asarray(labels).sum(axis=1) > 0).astype(int)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    assignment = np.empty(len(patients), dtype=np.int64)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(patients)), strata, groups=patients)):
+        assignment[held_out] = fold
+    return assignment
 
 
 # --- callbacks ------------------------------------------------------------------------------
@@ -171,16 +190,15 @@ def _callbacks_module():
         negated validation cross-entropy is logged instead, so early stopping still works.
         """
 
-        def __init__(self, pixels, labels, findings, batch_size=128):
+        def __init__(self, pixels, labels, findings):
             super().__init__()
-            self.images = np.asarray(pixels, dtype=np.float32)[..., None]
+            self.pixels = np.asarray(pixels)
             self.labels = np.asarray(labels).reshape(len(pixels), -1)
             self.findings = findings
-            self.batch_size = batch_size
             self.history = []
 
         def on_epoch_end(self, epoch, logs=None):
-            probabilities = self.model.predict(self.images, batch_size=self.batch_size, verbose=0)
+            probabilities = predict([self.model], self.pixels)
             aurocs = per_finding_auroc(self.labels, probabilities, self.findings)
             value = mean_auroc(aurocs)
             if math.isnan(value):
@@ -226,15 +244,25 @@ def _callbacks_module():
 # --- training -------------------------------------------------------------------------------
 
 
-def _fit(model, train_data, steps, val_pixels, val_labels, findings, config, label, stream, verbosity):
-    """Fit ``model`` with early stopping on validation mean AUROC; return the fit's figures."""
+def _fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labels, findings, label, stream, verbosity):
+    """Build and fit one network with early stopping on validation mean AUROC; return ``(network, figures)``.
+
+    ``network`` (the serving network, without the augmentation layers) holds the best epoch's weights.
+    """
     import keras
 
+    from .networks import build_model, build_training_model
+
+    _seed_everything(config.seed)
+    network = build_model(config, outputs=outputs)
+    model = build_training_model(network, config)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
+    data = batches(train_pixels, train_labels, config.batch_size, config.seed)
     ValidationAUROC, EpochProgress = _callbacks_module()
     validation = ValidationAUROC(val_pixels, val_labels, findings)
     callbacks = [validation]
     if verbosity >= 1:
-        callbacks.append(EpochProgress(stream, label, config.epochs, steps))
+        callbacks.append(EpochProgress(stream, label, config.epochs, len(data)))
     if config.lr_patience:
         callbacks.append(
             keras.callbacks.ReduceLROnPlateau(
@@ -247,48 +275,86 @@ def _fit(model, train_data, steps, val_pixels, val_labels, findings, config, lab
         )
     )
     started = time.perf_counter()
-    history = model.fit(train_data, epochs=config.epochs, callbacks=callbacks, verbose=0)
+    history = model.fit(data, epochs=config.epochs, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - started
     scores = validation.history
     best = int(np.argmax(scores))
-    return {
-        "epochs_run": len(history.epoch),
+    epochs_run = len(history.epoch)
+    return network, {
+        "epochs_run": epochs_run,
         "best_epoch": best + 1,
         "best_val_mean_auroc": float(scores[best]),
         "seconds": seconds,
+        "training_images": int(len(train_pixels)),
+        "images_seen": int(len(train_pixels)) * epochs_run,
     }
 
 
-def _compile(model, config, loss):
-    import keras
+def predict(networks, pixels, batch_size=128):
+    """Mean sigmoid outputs of ``networks`` (Keras, inference mode) for uint8 ``pixels`` [N, S, S].
 
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
+    The images are padded to whole batches so a compiling backend builds one program per batch size.
+    """
+    count = len(pixels)
+    padded = np.zeros((math.ceil(count / batch_size) * batch_size, *np.shape(pixels)[1:], 1), dtype=np.float32)
+    padded[:count, ..., 0] = pixels
+    return np.mean([network.predict(padded, batch_size=batch_size, verbose=0)[:count] for network in networks], axis=0)
 
 
 def train_multilabel(config, data_dir, stream, verbosity):
-    """One 14-output MobileNet on the real training split; returns ``([model], figures)``."""
-    from .networks import WeightedBinaryCrossentropy, build_model, positive_weights
+    """One 14-output MobileNet on the real training split, or with ``config.folds`` >= 2 one per
+    patient-grouped fold of train + val (a cross-validated ensemble).
+
+    Returns ``(networks, figures, selection)``: ``selection`` is None when the validation split selects
+    thresholds, else ``{"probabilities", "labels", "patients"}`` of the out-of-fold predictions.
+    """
+    from .networks import WeightedBinaryCrossentropy, positive_weights
 
     train_split = dataset.load_split(data_dir, "train")
     val_split = dataset.load_split(data_dir, "val")
-    _seed_everything(config.seed)
-    weights = positive_weights(train_split.labels, power=config.class_weight_power)
-    train_data = make_dataset(train_split.pixels, train_split.labels, config, training=True)
-    steps = math.ceil(len(train_split.pixels) / config.batch_size)
-    model = build_model(config, outputs=len(FINDINGS))
-    _compile(model, config, WeightedBinaryCrossentropy(weights.tolist()))
-    figures = _fit(
-        model, train_data, steps, val_split.pixels, val_split.labels, FINDINGS, config, "multilabel", stream, verbosity
-    )
-    figures["training_images"] = int(len(train_split.pixels))
-    figures["images_seen"] = figures["training_images"] * figures["epochs_run"]
-    figures["positive_weights"] = dict(zip(FINDINGS, map(float, weights)))
-    return [model], {"multilabel": figures}
+    if config.folds == 1:
+        weights = positive_weights(train_split.labels, power=config.class_weight_power)
+        network, fit = _fit(
+            config, len(FINDINGS), WeightedBinaryCrossentropy(weights.tolist()),
+            train_split.pixels, train_split.labels, val_split.pixels, val_split.labels,
+            FINDINGS, "multilabel", stream, verbosity,
+        )
+        fit["positive_weights"] = dict(zip(FINDINGS, map(float, weights)))
+        return [network], {"multilabel": fit}, None
+
+    # Pooled in memory: train + val of the sample, or of the full dataset at 64 px, is a few hundred MB.
+    pixels = np.concatenate([train_split.pixels, val_split.pixels])
+    labels = np.concatenate([train_split.labels, val_split.labels]).astype(np.float32)
+    patients = np.concatenate([train_split.patients, val_split.patients])
+    sources = np.concatenate([train_split.source_sizes, val_split.source_sizes])
+    fold_of = patient_folds(patients, labels, sources, config.folds, config.seed)
+    out_of_fold = np.zeros(labels.shape, dtype=np.float32)
+    networks, figures = [], {}
+    for fold in range(config.folds):
+        fitting, held_out = fold_of != fold, fold_of == fold
+        weights = positive_weights(labels[fitting], power=config.class_weight_power)
+        member = dataclasses.replace(config, seed=config.seed + fold)
+        network, fit = _fit(
+            member, len(FINDINGS), WeightedBinaryCrossentropy(weights.tolist()),
+            pixels[fitting], labels[fitting], pixels[held_out], labels[held_out],
+            FINDINGS, f"fold {fold + 1}/{config.folds}", stream, verbosity,
+        )
+        out_of_fold[held_out] = predict([network], pixels[held_out])
+        fit["held_out_images"] = int(held_out.sum())
+        fit["held_out_patients"] = int(len(np.unique(patients[held_out])))
+        fit["positive_weights"] = dict(zip(FINDINGS, map(float, weights)))
+        networks.append(network)
+        figures[f"fold {fold + 1}"] = fit
+        if verbosity >= 1:
+            stream.write(f"fold {fold + 1}/{config.folds}: held-out mean AUROC {fit['best_val_mean_auroc']:.3f} "
+                         f"(best epoch {fit['best_epoch']} of {fit['epochs_run']})\n")
+    selection = {"probabilities": out_of_fold, "labels": labels, "patients": patients, "sources": sources}
+    return networks, figures, selection
 
 
 def train_per_finding(config, data_dir, stream, verbosity):
-    """14 binary MobileNets, each on its finding's balanced set; returns ``(models, figures)``."""
-    from .networks import build_model
+    """14 binary MobileNets, each on its finding's balanced set; returns ``(networks, figures, None)``."""
+    import keras
 
     val_split = dataset.load_split(data_dir, "val")
     balanced = {}
@@ -297,50 +363,27 @@ def train_per_finding(config, data_dir, stream, verbosity):
             balanced[finding] = dataset.load_balanced(data_dir, finding)
         except dataset.DatasetError as exc:
             raise TrainingError(str(exc)) from exc
-    models, figures = [], {}
+    networks, figures = [], {}
     for index, finding in enumerate(FINDINGS):
         pixels, labels = balanced[finding]
-        _seed_everything(config.seed + index)
-        train_data = make_dataset(pixels, labels, dataclasses.replace(config, seed=config.seed + index), training=True)
-        steps = math.ceil(len(pixels) / config.batch_size)
-        model = build_model(config, outputs=1)
-        import keras
-
-        _compile(model, config, keras.losses.BinaryCrossentropy())
-        fit = _fit(
-            model,
-            train_data,
-            steps,
-            val_split.pixels,
-            np.asarray(val_split.labels)[:, index],
-            (finding,),
-            config,
-            f"{finding} ({index + 1}/14)",
-            stream,
-            verbosity,
+        network, fit = _fit(
+            dataclasses.replace(config, seed=config.seed + index), 1, keras.losses.BinaryCrossentropy(),
+            pixels, labels, val_split.pixels, np.asarray(val_split.labels)[:, index],
+            (finding,), f"{finding} ({index + 1}/14)", stream, verbosity,
         )
-        fit["training_images"] = int(len(pixels))
         fit["training_positives"] = int(np.asarray(labels).sum())
-        fit["images_seen"] = fit["training_images"] * fit["epochs_run"]
         figures[finding] = fit
-        models.append(model)
-    return models, figures
+        networks.append(network)
+    return networks, figures, None
 
 
 def keras_files(config):
-    """The ``.keras`` file names of an artefact of ``config.strategy``, in FINDINGS order for per-finding."""
-    if config.strategy == "multilabel":
-        return ["model.keras"]
-    return [f"{finding}.keras" for finding in FINDINGS]
-
-
-def save_weights_only_model(model, path):
-    """Save ``model`` as a native ``.keras`` file without its optimizer or loss (it loads with plain Keras)."""
-    import keras
-
-    bare = keras.models.clone_model(model)
-    bare.set_weights(model.get_weights())
-    bare.save(path)
+    """The ``.keras`` file names of an artefact: per-finding in FINDINGS order, one per fold of an ensemble."""
+    if config.strategy == "per-finding":
+        return [f"{finding}.keras" for finding in FINDINGS]
+    if config.folds > 1:
+        return [f"fold-{fold + 1}.keras" for fold in range(config.folds)]
+    return ["model.keras"]
 
 
 def load_keras_models(directory, metadata):
@@ -393,9 +436,9 @@ def train(config, stdout=None, verbosity=1):
 
     started = time.perf_counter()
     if config.strategy == "multilabel":
-        models, fits = train_multilabel(config, data_dir, stream, verbosity)
+        models, fits, selection = train_multilabel(config, data_dir, stream, verbosity)
     else:
-        models, fits = train_per_finding(config, data_dir, stream, verbosity)
+        models, fits, selection = train_per_finding(config, data_dir, stream, verbosity)
     fit_seconds = sum(f["seconds"] for f in fits.values())
     images_seen = sum(f["images_seen"] for f in fits.values())
 
@@ -403,35 +446,43 @@ def train(config, stdout=None, verbosity=1):
     try:
         files = keras_files(config)
         for model, filename in zip(models, files):
-            save_weights_only_model(model, partial / filename)
+            model.save(partial / filename)  # the serving network alone: no optimizer, no augmentation layers
         export_onnx(models, config.size, partial / ONNX_FILE)
 
+        train_split = dataset.load_split(data_dir, "train")
         val = dataset.load_split(data_dir, "val")
         val_pixels = np.asarray(val.pixels)
-        val_labels = np.asarray(val.labels)
         agreement = check_agreement(models, partial / ONNX_FILE, val_pixels[:64])
-        probabilities, cams = run_onnx(onnx_session(partial / ONNX_FILE), val_pixels)
-        thresholds = {name_: youden_threshold(val_labels[:, i], probabilities[:, i]) for i, name_ in enumerate(FINDINGS)}
+        if selection is None:
+            # Thresholds and reported validation figures from the served graph on the validation split.
+            probabilities, _ = run_onnx(onnx_session(partial / ONNX_FILE), val_pixels)
+            selection_labels = np.asarray(val.labels)
+            selection_method = "the validation split"
+            fitted = {"train": np.unique(train_split.patients), "val": np.unique(val.patients)}
+        else:
+            # Each image scored by the one member that never saw its patient.
+            probabilities, selection_labels = selection["probabilities"], selection["labels"]
+            selection_method = f"out-of-fold predictions of {config.folds} patient-grouped folds of train + val"
+            fitted = {"train": np.unique(selection["patients"]), "val": np.array([], dtype=np.int64)}
+        thresholds = {
+            name_: youden_threshold(selection_labels[:, i], probabilities[:, i]) for i, name_ in enumerate(FINDINGS)
+        }
         metrics = json_safe(
             {
-                "val": _validation_metrics(probabilities, val_labels, thresholds),
+                "val": _validation_metrics(probabilities, selection_labels, thresholds),
+                "selection": selection_method,
                 "training": {
                     "seconds": round(time.perf_counter() - started, 1),
                     "fit_seconds": round(fit_seconds, 1),
                     "images_per_second": round(images_seen / fit_seconds, 1) if fit_seconds else None,
+                    "backend": _backend(),
                     "fits": fits,
                 },
                 "export": agreement,
             }
         )
-        train_split = dataset.load_split(data_dir, "train")
         (partial / PATIENTS_FILE).write_text(
-            json.dumps(
-                {
-                    "train": sorted(map(int, np.unique(train_split.patients))),
-                    "val": sorted(map(int, np.unique(val.patients))),
-                }
-            )
+            json.dumps({split: sorted(map(int, ids)) for split, ids in fitted.items()})
         )
         write_metadata(
             partial,
@@ -440,14 +491,14 @@ def train(config, stdout=None, verbosity=1):
                 "strategy": config.strategy,
                 "findings": list(FINDINGS),
                 "thresholds": thresholds,
-                "threshold_method": "Youden's J on the validation split (flag when probability >= threshold)",
+                "threshold_method": f"Youden's J on {selection_method} (flag when probability >= threshold)",
                 "input_size": config.size,
                 "serving": {
                     "file": ONNX_FILE,
                     "input": INPUT_NAME,
                     "outputs": list(OUTPUT_NAMES),
                     "pixel_range": [0, 255],
-                    "cam_shape": list(cams.shape[1:3]),
+                    "cam_shape": list(agreement["cam_shape"][:2]),
                 },
                 "keras_files": files,
                 "metrics": metrics,
@@ -466,11 +517,24 @@ def train(config, stdout=None, verbosity=1):
     return registry.register(final, activate=config.activate)
 
 
-def _library_versions():
+def _backend():
     import keras
-    import tensorflow as tf
 
-    return {"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__}
+    return keras.backend.backend()
+
+
+def _library_versions():
+    import importlib.metadata
+
+    import keras
+
+    versions = {"keras": keras.__version__, "keras_backend": _backend(), "numpy": np.__version__}
+    for package in ("tensorflow-cpu", "tensorflow", "jax", "torch"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
 
 
 def summary_table(metadata):

@@ -58,5 +58,5 @@ def test_the_shipped_default_model_loads(settings):
     version = ModelVersion.objects.get(is_active=True)
     assert version.name == metadata["name"]
     assert version.thresholds == metadata["thresholds"]
-    assert set(version.evaluation) == {"val", "test"}
     assert version.evaluation["test"]["split"] == "test"
+    assert version.evaluation["test"]["used_for_model_selection"] is False

@@ -112,3 +112,22 @@ def test_evaluate_saves_the_report_with_the_version_and_refuses_seen_patients(tm
 def test_evaluate_explains_an_unknown_version():
     with pytest.raises(CommandError, match="No model version named 'nope'"):
         call_command("evaluate", "--version", "nope", verbosity=0, stdout=StringIO())
+
+
+def test_patient_bootstrap_resamples_whole_patients_and_pairs_the_score_sets():
+    from mltrain.metrics import interval, patient_bootstrap
+
+    rng = np.random.default_rng(0)
+    patients = np.repeat(np.arange(60), 2)  # two images per patient
+    labels = (rng.random((120, 14)) < 0.3).astype(int)
+    perfect = labels + rng.random((120, 14)) * 0.5  # ranks every positive above every negative
+    noise = rng.random((120, 14))
+
+    rounds = patient_bootstrap(labels, [perfect, noise], patients, rounds=200, seed=1)
+
+    assert rounds.shape == (200, 2)
+    np.testing.assert_allclose(rounds[:, 0], 1.0)
+    low, high = interval(rounds[:, 1])
+    assert 0.4 < low < 0.5 < high < 0.6
+    # The same resamples: repeating with the seed repeats the figures.
+    np.testing.assert_array_equal(rounds, patient_bootstrap(labels, [perfect, noise], patients, rounds=200, seed=1))

@@ -164,15 +164,17 @@ def test_the_same_seed_repeats_a_run(tmp_path, data_dir):
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_per_finding_joins_fourteen_models_into_one_serving_graph(tmp_path, data_dir, monkeypatch):
+    from mltrain import networks
     from mltrain.export import onnx_session, run_onnx
 
     fitted = []
 
-    def quick_fit(model, train_data, steps, val_pixels, val_labels, findings, *args):
+    def quick_fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labels, findings, *args):
         # Fitting 14 networks takes minutes on 2 cores: check each gets its own finding's data, untrained.
-        x, y = next(iter(train_data))
+        x, y = training.batches(train_pixels, train_labels, config.batch_size, config.seed)[0]
         fitted.append((findings, tuple(x.shape[1:]), int(y.shape[-1])))
-        return {"epochs_run": 1, "best_epoch": 1, "best_val_mean_auroc": 0.5, "seconds": 1.0}
+        figures = {"epochs_run": 1, "best_epoch": 1, "best_val_mean_auroc": 0.5, "seconds": 1.0, "images_seen": 1}
+        return networks.build_model(config, outputs=outputs), figures
 
     monkeypatch.setattr(training, "_fit", quick_fit)
     version = training.train(tiny_config(tmp_path, name="pf", strategy="per-finding"), verbosity=0)
@@ -197,7 +199,7 @@ def test_a_failure_while_writing_leaves_nothing_registered(tmp_path, data_dir, m
     from mltrain import networks
 
     def untrained(config, data_dir, stream, verbosity):
-        return [networks.build_model(config)], {"multilabel": {"seconds": 1.0, "images_seen": 1}}
+        return [networks.build_model(config)], {"multilabel": {"seconds": 1.0, "images_seen": 1}}, None
 
     def broken_export(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -37,6 +37,11 @@ class Command(BaseCommand):
         parser.add_argument("--degrade", type=float, default=defaults.degrade, help="Share of sharp training images blurred at random.")
         parser.add_argument("--no-augment", action="store_true", help="Train without shifts, rotations and zoom.")
         parser.add_argument("--seed", type=int, default=defaults.seed, help="Makes a run repeatable.")
+        parser.add_argument(
+            "--folds", type=int, default=defaults.folds,
+            help="1: fit on train, select on val. K >= 2 (multilabel): a cross-validated ensemble, one network per "
+            "patient-grouped fold of train + val, thresholds from out-of-fold predictions.",
+        )
         parser.add_argument("--data-dir", type=Path, default=None, help="Preprocessed data (default DISPREDO_MLTRAIN_DIR/preprocessed).")
         parser.add_argument("--out", type=Path, default=None, help="Artefact folder (default DISPREDO_MODEL_DIR).")
         parser.add_argument("--name", default=None, help="Model version name (default from strategy, size, alpha, seed, time).")
@@ -59,6 +64,7 @@ class Command(BaseCommand):
                 degrade=options["degrade"],
                 augment=not options["no_augment"],
                 seed=options["seed"],
+                folds=options["folds"],
                 data_dir=str(options["data_dir"]) if options["data_dir"] else None,
                 output_dir=str(options["out"]) if options["out"] else None,
                 name=options["name"],
@@ -74,6 +80,7 @@ class Command(BaseCommand):
         metadata = read_metadata(artefact_directory(version))
         for line in summary_table(metadata):
             self.stdout.write(line)
+        self.stdout.write(f"Figures and thresholds from {metadata['metrics'].get('selection', 'the validation split')}.")
         training = metadata["metrics"]["training"]
         export = metadata["metrics"]["export"]
         self.stdout.write(

@@ -1,0 +1,154 @@
+"""Cross-validated ensembles (``train --folds K``), the batches they fit on and the random blur layer."""
+
+import json
+
+import numpy as np
+import pytest
+
+from diagnosis.artefact import read_metadata
+from diagnosis.findings import FINDINGS
+from mltrain import registry, training
+from mltrain.evaluation import EvaluationError, evaluate
+from mltrain.tests.test_train import SPLIT_COUNTS, make_preprocessed, tiny_config
+from mltrain.training import TrainConfig, TrainingError, patient_folds
+
+
+@pytest.fixture
+def data_dir(tmp_path, settings):
+    settings.DISPREDO_MODEL_DIR = tmp_path / "models"
+    settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"
+    return make_preprocessed(tmp_path / "data", balanced=False)
+
+
+def test_folds_keep_each_patient_in_one_fold_and_spread_the_sources():
+    rng = np.random.default_rng(0)
+    patients = rng.integers(0, 120, 400)  # several images for many patients
+    sources = np.where(patients % 2, 64, 256)  # a patient's images come from one source
+    labels = (rng.random((400, 14)) < 0.1).astype(np.uint8)
+
+    folds = patient_folds(patients, labels, sources, 5, seed=1)
+
+    assert sorted(np.unique(folds)) == [0, 1, 2, 3, 4]
+    for patient in np.unique(patients):
+        assert len(np.unique(folds[patients == patient])) == 1
+    share = [np.mean(sources[folds == fold] == 64) for fold in range(5)]
+    assert max(share) - min(share) < 0.2
+    np.testing.assert_array_equal(folds, patient_folds(patients, labels, sources, 5, seed=1))
+
+
+def test_folds_need_as_many_patients_as_folds():
+    with pytest.raises(TrainingError, match="5 folds need at least 5 patients; the data has 3."):
+        patient_folds(np.array([1, 2, 3, 3]), np.zeros((4, 14)), np.full(4, 64), 5, seed=0)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"folds": 0}, "folds must be a positive integer, not 0."),
+        ({"folds": 3, "strategy": "per-finding"}, "folds (a cross-validated ensemble) applies to the multilabel strategy only."),
+    ],
+)
+def test_config_checks_folds(changes, message):
+    with pytest.raises(ValueError) as raised:
+        TrainConfig(**changes)
+    assert str(raised.value) == message
+
+
+def test_batches_are_full_shuffled_each_epoch_and_cover_the_data():
+    pixels = np.repeat(np.arange(20, dtype=np.uint8), 16).reshape(20, 4, 4)  # image i is all i
+    labels = np.eye(20, 14, dtype=np.uint8)
+    data = training.batches(pixels, labels, batch_size=8, seed=0)
+
+    assert len(data) == 2  # 20 // 8: the remainder waits for a later shuffle
+    first = [data[i] for i in range(len(data))]
+    assert all(x.shape == (8, 4, 4, 1) and x.dtype == np.float32 and y.shape == (8, 14) for x, y in first)
+    for x, y in first:  # images keep their own labels
+        rows = x[:, 0, 0, 0].astype(int)
+        np.testing.assert_array_equal(y, labels[rows])
+    data.on_epoch_end()
+    second = np.concatenate([data[i][0][:, 0, 0, 0] for i in range(len(data))])
+    assert set(second) != set(np.concatenate([x[:, 0, 0, 0] for x, _ in first]))
+
+
+def test_random_blur_is_off_at_inference_and_blurs_about_its_share_in_training():
+    from mltrain.networks import RandomDegrade
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (400, 32, 32, 1)).astype(np.float32)  # noise: any blur changes it
+    layer = RandomDegrade(0.5, 0.35, seed=7)
+
+    np.testing.assert_array_equal(np.asarray(layer(images, training=False)), images)
+    out = np.asarray(layer(images, training=True))
+    assert out.shape == images.shape
+    changed = np.any(np.abs(out - images) > 1e-3, axis=(1, 2, 3))
+    assert 0.4 < changed.mean() < 0.6
+    # Blurred images keep their brightness but lose detail.
+    assert np.abs(out[changed].mean() - images[changed].mean()) < 2.0
+    assert out[changed].std() < images[changed].std()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, data_dir):
+    from mltrain.export import AGREEMENT_TOLERANCE, onnx_session, run_onnx
+
+    version = training.train(tiny_config(tmp_path, name="cv", folds=2, epochs=2), verbosity=0)
+
+    directory = registry.artefact_directory(version)
+    metadata = read_metadata(directory)
+    assert metadata["keras_files"] == ["fold-1.keras", "fold-2.keras"]
+    assert metadata["config"]["folds"] == 2
+    assert metadata["threshold_method"].startswith("Youden's J on out-of-fold predictions of 2 patient-grouped folds")
+    # Thresholds were chosen on every train + val image, each scored by the member that never saw it.
+    pooled = SPLIT_COUNTS["train"] + SPLIT_COUNTS["val"]
+    edema = version.metrics["val"]["findings"]["Edema"]
+    assert edema["positives"] + edema["negatives"] == pooled
+    fits = version.metrics["training"]["fits"]
+    assert sorted(fits) == ["fold 1", "fold 2"]
+    assert sum(fit["held_out_images"] for fit in fits.values()) == pooled
+
+    members = training.load_keras_models(directory, metadata)
+    pixels = np.load(data_dir / "test_pixels.npy")
+    probabilities, cams = run_onnx(onnx_session(directory / "model.onnx"), pixels)
+    images = pixels.astype(np.float32)[..., None]
+    expected = np.mean([m.predict(images, verbose=0) for m in members], axis=0)
+    assert probabilities.shape == (len(pixels), len(FINDINGS)) and cams.shape[-1] == len(FINDINGS)
+    assert np.max(np.abs(probabilities - expected)) <= AGREEMENT_TOLERANCE
+    assert not np.allclose(members[0].predict(images, verbose=0), members[1].predict(images, verbose=0))
+
+    # Every validation patient was trained on, so the validation split can no longer be scored as unseen.
+    recorded = json.loads((directory / "patients.json").read_text())
+    assert recorded["val"] == [] and len(recorded["train"]) == pooled
+    with pytest.raises(EvaluationError, match="The val split shares 20 patient"):
+        evaluate(version, split="val", data_dir=data_dir)
+    report = evaluate(version, split="test", data_dir=data_dir)
+    assert report["images"] == SPLIT_COUNTS["test"]
+
+
+def test_sweep_reads_settings_with_their_types():
+    from mltrain.sweep import parse_run
+
+    assert parse_run(["name=big", "alpha=0.5", "epochs=3", "augment=false"]) == (
+        "big",
+        {"alpha": 0.5, "epochs": 3, "augment": False},
+    )
+    with pytest.raises(SystemExit, match="Unknown setting 'colour'"):
+        parse_run(["colour=red"])
+
+
+@pytest.mark.slow
+def test_sweep_scores_each_run_out_of_fold_and_writes_them(tmp_path, data_dir):
+    from mltrain.sweep import main
+
+    out = tmp_path / "sweep.json"
+    results = main(
+        ["--data", str(data_dir), "--folds", "2", "--quiet", "--out", str(out),
+         "--run", "name=plain", "alpha=0.25", "epochs=1", "batch_size=8", "degrade=0.0", "augment=false"]
+    )
+
+    assert json.loads(out.read_text()).keys() == {"plain"}
+    figures = results["plain"]
+    assert 0.0 <= figures["oof_mean_auroc"] <= 1.0
+    assert len(figures["fold_mean_aurocs"]) == 2 and figures["best_epochs"] == [1, 1]
+    assert set(figures["oof_mean_auroc_by_source"]) == {"64px", "larger"}
+    assert figures["images_seen"] == SPLIT_COUNTS["train"] + SPLIT_COUNTS["val"]  # each image fits in one fold's other half
