@@ -85,7 +85,8 @@ def patient_bootstrap(labels, score_sets, patients, rounds=BOOTSTRAP_ROUNDS, see
     labels = np.asarray(labels).astype(int)
     patients = np.asarray(patients)
     ids, first = np.unique(patients, return_inverse=True)
-    members = [np.flatnonzero(first == i) for i in range(len(ids))]
+    order = np.argsort(first, kind="stable")
+    members = np.split(order, np.cumsum(np.bincount(first))[:-1])  # each patient's image indices
     rng = np.random.default_rng(seed)
     results = np.empty((rounds, len(score_sets)))
     for r in range(rounds):

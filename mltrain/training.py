@@ -449,7 +449,6 @@ def train(config, stdout=None, verbosity=1):
             model.save(partial / filename)  # the serving network alone: no optimizer, no augmentation layers
         export_onnx(models, config.size, partial / ONNX_FILE)
 
-        train_split = dataset.load_split(data_dir, "train")
         val = dataset.load_split(data_dir, "val")
         val_pixels = np.asarray(val.pixels)
         agreement = check_agreement(models, partial / ONNX_FILE, val_pixels[:64])
@@ -458,7 +457,7 @@ def train(config, stdout=None, verbosity=1):
             probabilities, _ = run_onnx(onnx_session(partial / ONNX_FILE), val_pixels)
             selection_labels = np.asarray(val.labels)
             selection_method = "the validation split"
-            fitted = {"train": np.unique(train_split.patients), "val": np.unique(val.patients)}
+            fitted = {"train": np.unique(dataset.load_split(data_dir, "train").patients), "val": np.unique(val.patients)}
         else:
             # Each image scored by the one member that never saw its patient.
             probabilities, selection_labels = selection["probabilities"], selection["labels"]
