@@ -155,11 +155,51 @@ def augmentation_layers(config):
 
 
 def build_training_model(network, config):
-    """``network`` behind the augmentation layers: what ``fit`` trains. The weights are ``network``'s,
-    so ``network`` alone is what is saved and exported."""
+    """``network`` behind the augmentation layers: what ``fit`` trains. The weights are ``network``'s
+    (plus, with ``config.auxiliary``, a small head for the image attributes), so ``network`` alone is
+    what is saved and exported.
+
+    With ``config.auxiliary`` > 0 the model has two outputs: the 14 probabilities and
+    ``AUXILIARY_TARGETS`` predicted from the pooled features, which every image has (see
+    ``AuxiliaryLoss``)."""
     size = network.input_shape[1]
     image = keras.Input((size, size, 1), name="image")
     x = image
     for layer in augmentation_layers(config):
         x = layer(x)
-    return keras.Model(image, network(x), name="training")
+    if not getattr(config, "auxiliary", 0):
+        return keras.Model(image, network(x), name="training")
+    trunk = keras.Model(network.inputs, [network.output, network.get_layer("pool").output], name="trunk")
+    probabilities, pooled = trunk(x)
+    attributes = keras.layers.Dense(len(AUXILIARY_TARGETS), name="auxiliary")(pooled)
+    return keras.Model(image, [probabilities, attributes], name="training")
+
+
+# Attributes of every image in the NIH label file that training may also predict (multi-task): they
+# supervise every image, where most findings are absent from most images. Never served.
+AUXILIARY_TARGETS = ("age", "male", "anteroposterior")
+AGE_CENTRE, AGE_SCALE = 50.0, 20.0
+
+
+def auxiliary_targets(attributes):
+    """``nih.read_image_attributes`` rows (age in years, male, AP) as training targets: age standardised."""
+    targets = np.array(attributes, dtype=np.float32, copy=True).reshape(-1, len(AUXILIARY_TARGETS))
+    targets[:, 0] = (targets[:, 0] - AGE_CENTRE) / AGE_SCALE
+    return targets
+
+
+@keras.saving.register_keras_serializable(package="dispredo")
+class AuxiliaryLoss(keras.losses.Loss):
+    """Mean of the squared error on standardised age and the cross-entropies (from logits) of male and AP."""
+
+    def __init__(self, name="auxiliary_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        ops = keras.ops
+        y_true = ops.cast(y_true, y_pred.dtype)
+        age = ops.square(y_pred[:, 0] - y_true[:, 0])
+        logits, flags = y_pred[:, 1:], y_true[:, 1:]
+        # Stable binary cross-entropy from logits: max(z, 0) - z * y + log(1 + exp(-|z|)).
+        crossentropy = ops.relu(logits) - logits * flags + ops.log1p(ops.exp(-ops.abs(logits)))
+        return (age + ops.sum(crossentropy, axis=-1)) / len(AUXILIARY_TARGETS)

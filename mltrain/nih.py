@@ -28,6 +28,9 @@ IMAGE_COLUMN = "Image Index"
 LABELS_COLUMN = "Finding Labels"
 PATIENT_COLUMN = "Patient ID"
 REQUIRED_COLUMNS = (IMAGE_COLUMN, LABELS_COLUMN, PATIENT_COLUMN)
+ATTRIBUTE_COLUMNS = ("Patient Age", "Patient Gender", "View Position")
+# The label file has a few impossible ages (over 400); anything above this is clipped.
+MAX_AGE = 100
 
 _FINDING_INDEX = {name: index for index, name in enumerate(FINDINGS)}
 
@@ -122,6 +125,40 @@ def read_label_file(path):
     if not names:
         raise NihDataError(f"{path.name} lists no images.")
     return Entries(names, np.stack(labels), np.asarray(patients, dtype=np.int64))
+
+
+def read_image_attributes(path, names):
+    """What the label file records of each image in ``names``, as float32 [N, 3]: age in years
+    (clipped to 0..MAX_AGE), male (0/1) and anteroposterior view (0/1; 0 for PA). Raises
+    ``NihDataError`` for a missing column, an unlisted image or an unreadable value."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = [column.strip() for column in next(reader, [])]
+        missing = [column for column in (IMAGE_COLUMN, *ATTRIBUTE_COLUMNS) if column not in header]
+        if missing:
+            raise NihDataError(f"{path.name} lacks the column(s) {', '.join(repr(column) for column in missing)}.")
+        image_at = header.index(IMAGE_COLUMN)
+        age_at, sex_at, view_at = (header.index(column) for column in ATTRIBUTE_COLUMNS)
+        wanted = set(names)
+        rows = {}
+        for line, row in enumerate(reader, start=2):
+            if row and row[image_at].strip() in wanted:
+                image = row[image_at].strip()
+                try:
+                    age = min(max(float(row[age_at]), 0.0), MAX_AGE)
+                except ValueError:
+                    raise NihDataError(f"{path.name} line {line} ({image}) has the age {row[age_at]!r}.") from None
+                sex, view = row[sex_at].strip().upper(), row[view_at].strip().upper()
+                if sex not in ("M", "F") or view not in ("AP", "PA"):
+                    raise NihDataError(
+                        f"{path.name} line {line} ({image}) has gender {sex!r} and view {view!r}; expected M/F and AP/PA."
+                    )
+                rows[image] = (age, float(sex == "M"), float(view == "AP"))
+    absent = [name for name in names if name not in rows]
+    if absent:
+        raise NihDataError(f"{path.name} does not list {len(absent)} of the images, e.g. {absent[0]}.")
+    return np.asarray([rows[name] for name in names], dtype=np.float32).reshape(len(names), 3)
 
 
 def image_folders(data_dir):

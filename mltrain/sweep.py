@@ -12,7 +12,11 @@ artefact, so it also runs where only Keras, a backend and Django's package are i
 (``KERAS_BACKEND=jax`` on a GPU machine). Measured there (H200, JAX 0.11): without augmentation an
 epoch of 1,120 images at 64 px took 0.2 s after a 20 s compile, but with the augmentation layers
 in the model (8 sweeps sharing the GPU) a batch of 32 took about 1.3 s, no faster than 2 CPU cores;
-the cause was not established, so look at the augmentation on JAX before a GPU sweep. Results go to ``--out`` (JSON) after every run.
+the cause was not established, so look at the augmentation on JAX before a GPU sweep. The first
+suspect: RandomTranslation, RandomRotation and RandomZoom each call ``ops.image.affine_transform``,
+which JAX runs as ``jax.scipy.ndimage.map_coordinates``, a per-pixel gather known to be slow on
+GPUs (jax-ml/jax#2282); one combined transform, or augmenting in the ``PyDataset`` workers, would
+avoid three of them per step. Results go to ``--out`` (JSON) after every run.
 """
 
 import argparse
@@ -68,6 +72,7 @@ def cross_validate(config, data_dir, stream=sys.stdout, verbosity=1):
     member_means = [fit["best_val_mean_auroc"] for fit in fits.values()]
     return {
         "oof_mean_auroc": mean_auroc(aurocs),
+        "uncalibrated_oof_mean_auroc": mean_auroc(per_finding_auroc(labels, selection["uncalibrated_probabilities"])),
         "oof_mean_auroc_by_source": by_source,
         "oof_auroc": aurocs,
         "fold_mean_aurocs": member_means,

@@ -7,8 +7,9 @@ Two strategies:
 ``multilabel``   one MobileNet with 14 sigmoid outputs, trained on the real (unbalanced)
                  training split with class-weighted binary cross-entropy and light augmentation;
                  with ``folds`` K >= 2, a cross-validated ensemble of K such networks, one per
-                 patient-grouped fold of train + val, each stopped on the fold it left out,
-                 thresholds from out-of-fold predictions, served as their mean.
+                 patient-grouped fold of train + val, each stopped on the fold it left out and
+                 Platt-scaled on it (``calibration``), thresholds from out-of-fold predictions,
+                 served as their mean.
 
 Both select the epoch with the best validation mean AUROC (real validation images of patients
 never trained on), stop early when it stops improving, keep those weights, choose each finding's
@@ -35,7 +36,7 @@ from django.utils import timezone
 from diagnosis.artefact import write_metadata
 from diagnosis.findings import FINDINGS
 
-from . import dataset
+from . import calibration, dataset
 from .metrics import binary_report, json_safe, mean_auroc, per_finding_auroc, youden_threshold
 
 STRATEGIES = ("multilabel", "per-finding")
@@ -62,8 +63,11 @@ class TrainConfig:
     degrade: float = 0.5  # share of training images blurred at random, against the source-sharpness shortcut
     degrade_min_scale: float = 0.35  # the strongest blur: downscale to this fraction of the size
     class_weight_power: float = 0.5  # multilabel: positive weight (negatives/positives) ** power
+    auxiliary: float = 0.0  # multilabel: weight of the loss on each image's age, sex and view (0: off)
+    mixup: float = 0.0  # mixup's Beta concentration (0: off); each image mixed with another of its batch
     seed: int = 0
     folds: int = 1  # 1: fit on train, select on val; K >= 2: K patient-grouped folds of train + val, one member each
+    calibrate: bool = True  # folds >= 2: Platt-scale each member on the fold it left out (mltrain.calibration)
     data_dir: str | None = None  # preprocessed data; default DISPREDO_MLTRAIN_DIR/preprocessed
     output_dir: str | None = None  # where artefacts go; default DISPREDO_MODEL_DIR
     name: str | None = None  # artefact and ModelVersion name; default from strategy, size, alpha, time
@@ -90,8 +94,11 @@ class TrainConfig:
                 raise ValueError(f"{field} must be in [0, 1), not {value!r}.")
         if not 0 < self.degrade_min_scale <= 1:
             raise ValueError(f"degrade_min_scale must be in (0, 1], not {self.degrade_min_scale!r}.")
-        if self.weight_decay < 0 or self.class_weight_power < 0:
-            raise ValueError("weight_decay and class_weight_power must not be negative.")
+        for field in ("weight_decay", "class_weight_power", "auxiliary", "mixup"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"{field} must not be negative, not {getattr(self, field)!r}.")
+        if self.auxiliary and self.strategy != "multilabel":
+            raise ValueError("auxiliary (predicting age, sex and view as well) applies to the multilabel strategy only.")
         if not isinstance(self.folds, int) or self.folds < 1:
             raise ValueError(f"folds must be a positive integer, not {self.folds!r}.")
         if self.folds > 1 and self.strategy != "multilabel":
@@ -130,12 +137,15 @@ def _seed_everything(seed):
         tf.config.experimental.enable_op_determinism()
 
 
-def batches(pixels, labels, batch_size, seed):
+def batches(pixels, labels, batch_size, seed, auxiliary=None, mixup=0.0):
     """A ``keras.utils.PyDataset`` of shuffled float32 batches ([B, S, S, 1], [B, K]) read from
     ``pixels`` (uint8 [N, S, S], memory-mapped or not) and ``labels``, reshuffled each epoch.
+    With ``auxiliary`` ([N, A] targets) the batch's targets are ``([B, K], [B, A])``.
 
     Every batch has ``batch_size`` images (the remainder of an epoch's shuffle is left for the next
     ones), so compiling backends (JAX/XLA) build one training step, not one per remainder.
+    With ``mixup`` > 0 each image and its targets are mixed with another image of the batch, with a
+    weight drawn from Beta(mixup, mixup) and folded to at least 0.5 so the first image dominates.
     Augmentation is not done here but by the training model's own layers, on whichever backend runs.
     """
     import keras
@@ -152,8 +162,16 @@ def batches(pixels, labels, batch_size, seed):
         def __getitem__(self, index):
             chosen = np.sort(self.order[index * batch_size : (index + 1) * batch_size])  # sorted: memmap locality
             x = np.asarray(pixels[chosen], dtype=np.float32)[..., None]
-            y = np.asarray(labels[chosen], dtype=np.float32).reshape(len(chosen), -1)
-            return x, y
+            y = [np.asarray(labels[chosen], dtype=np.float32).reshape(len(chosen), -1)]
+            if auxiliary is not None:
+                y.append(np.asarray(auxiliary[chosen], dtype=np.float32))
+            if mixup:
+                weight = self.rng.beta(mixup, mixup, size=len(chosen)).astype(np.float32)
+                weight = np.maximum(weight, 1 - weight)
+                partner = self.rng.permutation(len(chosen))
+                mix = lambda a: weight.reshape(-1, *[1] * (a.ndim - 1)) * a + (1 - weight.reshape(-1, *[1] * (a.ndim - 1))) * a[partner]
+                x, y = mix(x), [mix(target) for target in y]
+            return x, (y[0] if len(y) == 1 else tuple(y))
 
         def on_epoch_end(self):
             self.order = self.rng.permutation(len(pixels))
@@ -190,15 +208,16 @@ def _callbacks_module():
         negated validation cross-entropy is logged instead, so early stopping still works.
         """
 
-        def __init__(self, pixels, labels, findings):
+        def __init__(self, network, pixels, labels, findings):
             super().__init__()
+            self.network = network  # the serving network inside the training model
             self.pixels = np.asarray(pixels)
             self.labels = np.asarray(labels).reshape(len(pixels), -1)
             self.findings = findings
             self.history = []
 
         def on_epoch_end(self, epoch, logs=None):
-            probabilities = predict([self.model], self.pixels)
+            probabilities = predict([self.network], self.pixels)
             aurocs = per_finding_auroc(self.labels, probabilities, self.findings)
             value = mean_auroc(aurocs)
             if math.isnan(value):
@@ -244,22 +263,30 @@ def _callbacks_module():
 # --- training -------------------------------------------------------------------------------
 
 
-def _fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labels, findings, label, stream, verbosity):
+def _fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labels, findings, label, stream, verbosity,
+         auxiliary=None):
     """Build and fit one network with early stopping on validation mean AUROC; return ``(network, figures)``.
 
     ``network`` (the serving network, without the augmentation layers) holds the best epoch's weights.
+    ``auxiliary``: the training images' attribute targets, used when ``config.auxiliary`` > 0.
     """
     import keras
 
-    from .networks import build_model, build_training_model
+    from .networks import AuxiliaryLoss, build_model, build_training_model
 
     _seed_everything(config.seed)
     network = build_model(config, outputs=outputs)
     model = build_training_model(network, config)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss)
-    data = batches(train_pixels, train_labels, config.batch_size, config.seed)
+    if config.auxiliary:
+        if auxiliary is None:
+            raise TrainingError("auxiliary training needs each training image's attributes.")
+        loss, loss_weights = [loss, AuxiliaryLoss()], [1.0, config.auxiliary]
+    else:
+        auxiliary, loss_weights = None, None
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, loss_weights=loss_weights)
+    data = batches(train_pixels, train_labels, config.batch_size, config.seed, auxiliary=auxiliary, mixup=config.mixup)
     ValidationAUROC, EpochProgress = _callbacks_module()
-    validation = ValidationAUROC(val_pixels, val_labels, findings)
+    validation = ValidationAUROC(network, val_pixels, val_labels, findings)
     callbacks = [validation]
     if verbosity >= 1:
         callbacks.append(EpochProgress(stream, label, config.epochs, len(data)))
@@ -301,6 +328,21 @@ def predict(networks, pixels, batch_size=128):
     return np.mean([network.predict(padded, batch_size=batch_size, verbose=0)[:count] for network in networks], axis=0)
 
 
+def image_attributes(data_dir, names):
+    """Auxiliary training targets (``networks.auxiliary_targets``) of the images ``names``, read from
+    the label file of the NIH folder the preprocessed data in ``data_dir`` came from."""
+    from . import nih
+    from .networks import auxiliary_targets
+
+    source = dataset.read_manifest(data_dir).get("source")
+    try:
+        return auxiliary_targets(nih.read_image_attributes(nih.find_label_file(source), [str(n) for n in names]))
+    except (nih.NihDataError, TypeError) as exc:
+        raise TrainingError(
+            f"--auxiliary needs the NIH label file the data came from ({source}): {exc}"
+        ) from exc
+
+
 def train_multilabel(config, data_dir, stream, verbosity):
     """One 14-output MobileNet on the real training split, or with ``config.folds`` >= 2 one per
     patient-grouped fold of train + val (a cross-validated ensemble).
@@ -318,17 +360,16 @@ def train_multilabel(config, data_dir, stream, verbosity):
             config, len(FINDINGS), WeightedBinaryCrossentropy(weights.tolist()),
             train_split.pixels, train_split.labels, val_split.pixels, val_split.labels,
             FINDINGS, "multilabel", stream, verbosity,
+            auxiliary=image_attributes(data_dir, train_split.names) if config.auxiliary else None,
         )
         fit["positive_weights"] = dict(zip(FINDINGS, map(float, weights)))
         return [network], {"multilabel": fit}, None
 
-    # Pooled in memory: train + val of the sample, or of the full dataset at 64 px, is a few hundred MB.
-    pixels = np.concatenate([train_split.pixels, val_split.pixels])
-    labels = np.concatenate([train_split.labels, val_split.labels]).astype(np.float32)
-    patients = np.concatenate([train_split.patients, val_split.patients])
-    sources = np.concatenate([train_split.source_sizes, val_split.source_sizes])
-    fold_of = patient_folds(patients, labels, sources, config.folds, config.seed)
-    out_of_fold = np.zeros(labels.shape, dtype=np.float32)
+    pooled = pooled_folds(data_dir, config.folds, config.seed, train_split, val_split)
+    pixels, labels, fold_of = pooled["pixels"], pooled["labels"], pooled["fold_of"]
+    attributes = None
+    if config.auxiliary:
+        attributes = image_attributes(data_dir, np.concatenate([train_split.names, val_split.names]))
     networks, figures = [], {}
     for fold in range(config.folds):
         fitting, held_out = fold_of != fold, fold_of == fold
@@ -338,18 +379,61 @@ def train_multilabel(config, data_dir, stream, verbosity):
             member, len(FINDINGS), WeightedBinaryCrossentropy(weights.tolist()),
             pixels[fitting], labels[fitting], pixels[held_out], labels[held_out],
             FINDINGS, f"fold {fold + 1}/{config.folds}", stream, verbosity,
+            auxiliary=None if attributes is None else attributes[fitting],
         )
-        out_of_fold[held_out] = predict([network], pixels[held_out])
         fit["held_out_images"] = int(held_out.sum())
-        fit["held_out_patients"] = int(len(np.unique(patients[held_out])))
+        fit["held_out_patients"] = int(len(np.unique(pooled["patients"][held_out])))
         fit["positive_weights"] = dict(zip(FINDINGS, map(float, weights)))
         networks.append(network)
         figures[f"fold {fold + 1}"] = fit
         if verbosity >= 1:
             stream.write(f"fold {fold + 1}/{config.folds}: held-out mean AUROC {fit['best_val_mean_auroc']:.3f} "
                          f"(best epoch {fit['best_epoch']} of {fit['epochs_run']})\n")
-    selection = {"probabilities": out_of_fold, "labels": labels, "patients": patients, "sources": sources}
-    return networks, figures, selection
+    return networks, figures, ensemble_selection(networks, pooled, config.calibrate)
+
+
+def pooled_folds(data_dir, folds, seed, train_split=None, val_split=None):
+    """Train + val pooled, with each image's patient-grouped fold: what a cross-validated ensemble
+    trains on. Keys: pixels, labels (float32), patients, sources, fold_of."""
+    train_split = train_split or dataset.load_split(data_dir, "train")
+    val_split = val_split or dataset.load_split(data_dir, "val")
+    # In memory: train + val of the sample, or of the full dataset at 64 px, is a few hundred MB.
+    pooled = {
+        "pixels": np.concatenate([train_split.pixels, val_split.pixels]),
+        "labels": np.concatenate([train_split.labels, val_split.labels]).astype(np.float32),
+        "patients": np.concatenate([train_split.patients, val_split.patients]),
+        "sources": np.concatenate([train_split.source_sizes, val_split.source_sizes]),
+    }
+    pooled["fold_of"] = patient_folds(pooled["patients"], pooled["labels"], pooled["sources"], folds, seed)
+    return pooled
+
+
+def ensemble_selection(networks, pooled, calibrate):
+    """Score each of ``pooled``'s images with the member that left its fold out, calibrate the members
+    on those scores if asked (``mltrain.calibration``; in place), and return the selection dict:
+    out-of-fold ``probabilities`` (calibrated), ``uncalibrated_probabilities``, ``labels``,
+    ``patients``, ``sources`` and ``calibration`` (the fitted numbers, or None)."""
+    labels, fold_of = pooled["labels"], pooled["fold_of"]
+    masks = [fold_of == fold for fold in range(len(networks))]
+    raw = [predict([network], pooled["pixels"][mask]) for network, mask in zip(networks, masks)]
+    uncalibrated = np.zeros(labels.shape, dtype=np.float32)
+    for mask, scores in zip(masks, raw):
+        uncalibrated[mask] = scores
+    out_of_fold, fitted = uncalibrated, None
+    if calibrate:
+        heads, calibrated, fitted = calibration.fit_ensemble(raw, [labels[mask] for mask in masks])
+        out_of_fold = np.zeros(labels.shape, dtype=np.float32)
+        for network, (slopes, intercepts), mask, scores in zip(networks, heads, masks, calibrated):
+            calibration.calibrate_head(network, slopes, intercepts)
+            out_of_fold[mask] = scores
+    return {
+        "probabilities": out_of_fold,
+        "uncalibrated_probabilities": uncalibrated,
+        "labels": labels,
+        "patients": pooled["patients"],
+        "sources": pooled["sources"],
+        "calibration": fitted,
+    }
 
 
 def train_per_finding(config, data_dir, stream, verbosity):
@@ -407,15 +491,9 @@ def _validation_metrics(probabilities, labels, thresholds):
 
 def train(config, stdout=None, verbosity=1):
     """Train per ``config``, write the artefact, register it (and activate it if asked); return the ModelVersion."""
-    from . import registry
-    from .export import ONNX_FILE, INPUT_NAME, OUTPUT_NAMES, check_agreement, export_onnx, onnx_session, run_onnx
-
     stream = stdout or sys.stdout
     data_dir = config.data_directory()
-    try:
-        manifest = dataset.read_manifest(data_dir)
-    except dataset.DatasetError as exc:
-        raise TrainingError(str(exc)) from exc
+    manifest = _manifest(data_dir)
     size = int(manifest["size"])
     if config.size is None:
         config = dataclasses.replace(config, size=size)
@@ -424,15 +502,8 @@ def train(config, stdout=None, verbosity=1):
             f"The preprocessed data in {data_dir} is {size}x{size} pixels but --size is {config.size}. "
             f"Run manage.py preprocess --size {config.size} (and balance) first, or train with --size {size}."
         )
-    name = config.name or config.default_name()
-    config = dataclasses.replace(config, name=name)
-    output_dir = config.output_directory()
-    final = output_dir / name
-    from diagnosis.models import ModelVersion
-
-    if final.exists() or ModelVersion.objects.filter(name=name).exists():
-        raise TrainingError(f"A model version named {name!r} already exists; choose another --name.")
-    output_dir.mkdir(parents=True, exist_ok=True)
+    config = dataclasses.replace(config, name=config.name or config.default_name())
+    _check_name_free(config)
 
     started = time.perf_counter()
     if config.strategy == "multilabel":
@@ -441,6 +512,44 @@ def train(config, stdout=None, verbosity=1):
         models, fits, selection = train_per_finding(config, data_dir, stream, verbosity)
     fit_seconds = sum(f["seconds"] for f in fits.values())
     images_seen = sum(f["images_seen"] for f in fits.values())
+    training = {
+        "seconds": round(time.perf_counter() - started, 1),
+        "fit_seconds": round(fit_seconds, 1),
+        "images_per_second": round(images_seen / fit_seconds, 1) if fit_seconds else None,
+        "backend": _backend(),
+        "fits": fits,
+    }
+    return write_artefact(config, models, training, selection, manifest, data_dir)
+
+
+def _manifest(data_dir):
+    try:
+        return dataset.read_manifest(data_dir)
+    except dataset.DatasetError as exc:
+        raise TrainingError(str(exc)) from exc
+
+
+def _check_name_free(config):
+    from diagnosis.models import ModelVersion
+
+    if (config.output_directory() / config.name).exists() or ModelVersion.objects.filter(name=config.name).exists():
+        raise TrainingError(f"A model version named {config.name!r} already exists; choose another --name.")
+
+
+def write_artefact(config, models, training, selection, manifest, data_dir):
+    """Save ``models``, export and check the ONNX graph, choose thresholds, write the artefact
+    atomically and register it (activated if ``config.activate``); return the ModelVersion.
+
+    ``selection``: None to choose thresholds on the validation split with the served graph, or
+    ``ensemble_selection``'s out-of-fold predictions. ``training``: the figures of the training run.
+    """
+    from . import registry
+    from .export import ONNX_FILE, INPUT_NAME, OUTPUT_NAMES, check_agreement, export_onnx, onnx_session, run_onnx
+
+    name = config.name
+    output_dir = config.output_directory()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    final = output_dir / name
 
     partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=output_dir))
     try:
@@ -461,7 +570,10 @@ def train(config, stdout=None, verbosity=1):
         else:
             # Each image scored by the one member that never saw its patient.
             probabilities, selection_labels = selection["probabilities"], selection["labels"]
-            selection_method = f"out-of-fold predictions of {config.folds} patient-grouped folds of train + val"
+            selection_method = (
+                f"{'calibrated ' if config.calibrate else ''}out-of-fold predictions of {config.folds} "
+                "patient-grouped folds of train + val"
+            )
             fitted = {"train": np.unique(selection["patients"]), "val": np.array([], dtype=np.int64)}
         thresholds = {
             name_: youden_threshold(selection_labels[:, i], probabilities[:, i]) for i, name_ in enumerate(FINDINGS)
@@ -470,13 +582,12 @@ def train(config, stdout=None, verbosity=1):
             {
                 "val": _validation_metrics(probabilities, selection_labels, thresholds),
                 "selection": selection_method,
-                "training": {
-                    "seconds": round(time.perf_counter() - started, 1),
-                    "fit_seconds": round(fit_seconds, 1),
-                    "images_per_second": round(images_seen / fit_seconds, 1) if fit_seconds else None,
-                    "backend": _backend(),
-                    "fits": fits,
-                },
+                "uncalibrated_out_of_fold_mean_auroc": (
+                    None if selection is None
+                    else mean_auroc(per_finding_auroc(selection_labels, selection["uncalibrated_probabilities"]))
+                ),
+                "training": training,
+                "calibration": None if selection is None else selection.get("calibration"),
                 "export": agreement,
             }
         )

@@ -36,11 +36,24 @@ class Command(BaseCommand):
         parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 on the head.")
         parser.add_argument("--degrade", type=float, default=defaults.degrade, help="Share of sharp training images blurred at random.")
         parser.add_argument("--no-augment", action="store_true", help="Train without shifts, rotations and zoom.")
+        parser.add_argument(
+            "--auxiliary", type=float, default=defaults.auxiliary,
+            help="Multilabel: weight of a second training loss on each image's recorded age, sex and view "
+            "(AP/PA), which every image has; the served model does not output them. 0 (default): off.",
+        )
+        parser.add_argument(
+            "--mixup", type=float, default=defaults.mixup,
+            help="Mix each training image and its labels with another (Beta concentration, e.g. 0.2). 0 (default): off.",
+        )
         parser.add_argument("--seed", type=int, default=defaults.seed, help="Makes a run repeatable.")
         parser.add_argument(
             "--folds", type=int, default=defaults.folds,
             help="1: fit on train, select on val. K >= 2 (multilabel): a cross-validated ensemble, one network per "
             "patient-grouped fold of train + val, thresholds from out-of-fold predictions.",
+        )
+        parser.add_argument(
+            "--no-calibrate", action="store_true",
+            help="With --folds: do not Platt-scale each network on the fold it left out before averaging.",
         )
         parser.add_argument("--data-dir", type=Path, default=None, help="Preprocessed data (default DISPREDO_MLTRAIN_DIR/preprocessed).")
         parser.add_argument("--out", type=Path, default=None, help="Artefact folder (default DISPREDO_MODEL_DIR).")
@@ -63,8 +76,11 @@ class Command(BaseCommand):
                 weight_decay=options["weight_decay"],
                 degrade=options["degrade"],
                 augment=not options["no_augment"],
+                auxiliary=options["auxiliary"],
+                mixup=options["mixup"],
                 seed=options["seed"],
                 folds=options["folds"],
+                calibrate=not options["no_calibrate"],
                 data_dir=str(options["data_dir"]) if options["data_dir"] else None,
                 output_dir=str(options["out"]) if options["out"] else None,
                 name=options["name"],

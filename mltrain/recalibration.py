@@ -1,0 +1,62 @@
+"""Calibrate the members of an existing cross-validated ensemble into a new model version
+(``manage.py calibrate``), without training again.
+
+Each member is scored on the fold it left out, which ``training.pooled_folds`` rebuilds from the
+ensemble's recorded seed and fold count on the same preprocessed data; the members are then
+aligned and calibrated as ``train --folds`` does (``mltrain.calibration``) and written, exported
+and registered as a new artefact. The trained weights are untouched apart from each head's scale
+and bias, and the original version stays as it was.
+"""
+
+import dataclasses
+from pathlib import Path
+
+from diagnosis.artefact import read_metadata
+
+from .training import (
+    TrainConfig,
+    TrainingError,
+    _check_name_free,
+    _manifest,
+    ensemble_selection,
+    load_keras_models,
+    pooled_folds,
+    write_artefact,
+)
+
+# Manifest entries that must match for the folds to be the ones the members were trained on.
+SAME_DATA_KEYS = ("size", "seed", "split_method", "splits")
+
+
+def recalibrate(directory, name, data_dir=None, activate=False):
+    """A calibrated copy of the uncalibrated ensemble artefact at ``directory``, registered as ``name``."""
+    directory = Path(directory)
+    metadata = read_metadata(directory)
+    recorded = metadata.get("config", {})
+    if recorded.get("folds", 1) < 2:
+        raise TrainingError(
+            f"{metadata['name']} is not a cross-validated ensemble (trained without --folds): "
+            "only an ensemble's members can be calibrated on the folds they left out."
+        )
+    if recorded.get("calibrate"):
+        raise TrainingError(f"{metadata['name']} is already calibrated.")
+    data_dir = Path(data_dir or metadata["data_directory"])
+    manifest = _manifest(data_dir)
+    trained_on = metadata.get("data_manifest", {})
+    changed = [key for key in SAME_DATA_KEYS if manifest.get(key) != trained_on.get(key)]
+    if changed:
+        raise TrainingError(
+            f"The preprocessed data in {data_dir} is not the data {metadata['name']} was trained on "
+            f"(its {', '.join(changed)} differ): its folds cannot be rebuilt. Pass --data-dir with that data."
+        )
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{key: value for key, value in recorded.items() if key in known})
+    config = dataclasses.replace(
+        config, calibrate=True, name=name, activate=activate, data_dir=str(data_dir), output_dir=None
+    )
+    _check_name_free(config)
+    members = load_keras_models(directory, metadata)
+    pooled = pooled_folds(data_dir, config.folds, config.seed)
+    selection = ensemble_selection(members, pooled, calibrate=True)
+    training = {**metadata["metrics"]["training"], "calibrated_from": metadata["name"]}
+    return write_artefact(config, members, training, selection, manifest, data_dir)
