@@ -167,7 +167,7 @@ def build_training_model(network, config):
     x = image
     for layer in augmentation_layers(config):
         x = layer(x)
-    if not getattr(config, "auxiliary", 0):
+    if not config.auxiliary:
         return keras.Model(image, network(x), name="training")
     trunk = keras.Model(network.inputs, [network.output, network.get_layer("pool").output], name="trunk")
     probabilities, pooled = trunk(x)
