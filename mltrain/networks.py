@@ -199,7 +199,5 @@ class AuxiliaryLoss(keras.losses.Loss):
         ops = keras.ops
         y_true = ops.cast(y_true, y_pred.dtype)
         age = ops.square(y_pred[:, 0] - y_true[:, 0])
-        logits, flags = y_pred[:, 1:], y_true[:, 1:]
-        # Stable binary cross-entropy from logits: max(z, 0) - z * y + log(1 + exp(-|z|)).
-        crossentropy = ops.relu(logits) - logits * flags + ops.log1p(ops.exp(-ops.abs(logits)))
+        crossentropy = ops.binary_crossentropy(y_true[:, 1:], y_pred[:, 1:], from_logits=True)
         return (age + ops.sum(crossentropy, axis=-1)) / len(AUXILIARY_TARGETS)

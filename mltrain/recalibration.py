@@ -16,11 +16,11 @@ from diagnosis.artefact import read_metadata
 from .training import (
     TrainConfig,
     TrainingError,
-    _check_name_free,
-    _manifest,
+    check_name_free,
     ensemble_selection,
     load_keras_models,
     pooled_folds,
+    read_training_manifest,
     write_artefact,
 )
 
@@ -41,7 +41,7 @@ def recalibrate(directory, name, data_dir=None, activate=False):
     if recorded.get("calibrate"):
         raise TrainingError(f"{metadata['name']} is already calibrated.")
     data_dir = Path(data_dir or metadata["data_directory"])
-    manifest = _manifest(data_dir)
+    manifest = read_training_manifest(data_dir)
     trained_on = metadata.get("data_manifest", {})
     changed = [key for key in SAME_DATA_KEYS if manifest.get(key) != trained_on.get(key)]
     if changed:
@@ -54,7 +54,7 @@ def recalibrate(directory, name, data_dir=None, activate=False):
     config = dataclasses.replace(
         config, calibrate=True, name=name, activate=activate, data_dir=str(data_dir), output_dir=None
     )
-    _check_name_free(config)
+    check_name_free(config)
     members = load_keras_models(directory, metadata)
     pooled = pooled_folds(data_dir, config.folds, config.seed)
     selection = ensemble_selection(members, pooled, calibrate=True)

@@ -169,14 +169,19 @@ def batches(pixels, labels, batch_size, seed, auxiliary=None, mixup=0.0):
                 weight = self.rng.beta(mixup, mixup, size=len(chosen)).astype(np.float32)
                 weight = np.maximum(weight, 1 - weight)
                 partner = self.rng.permutation(len(chosen))
-                mix = lambda a: weight.reshape(-1, *[1] * (a.ndim - 1)) * a + (1 - weight.reshape(-1, *[1] * (a.ndim - 1))) * a[partner]
-                x, y = mix(x), [mix(target) for target in y]
+                x, y = _mix(x, weight, partner), [_mix(target, weight, partner) for target in y]
             return x, (y[0] if len(y) == 1 else tuple(y))
 
         def on_epoch_end(self):
             self.order = self.rng.permutation(len(pixels))
 
     return Batches()
+
+
+def _mix(array, weight, partner):
+    """``weight * array + (1 - weight) * array[partner]``, ``weight`` [B] broadcast over the rest."""
+    weight = weight.reshape(-1, *[1] * (array.ndim - 1))
+    return weight * array + (1 - weight) * array[partner]
 
 
 def patient_folds(patients, labels, source_sizes, folds, seed):
@@ -493,7 +498,7 @@ def train(config, stdout=None, verbosity=1):
     """Train per ``config``, write the artefact, register it (and activate it if asked); return the ModelVersion."""
     stream = stdout or sys.stdout
     data_dir = config.data_directory()
-    manifest = _manifest(data_dir)
+    manifest = read_training_manifest(data_dir)
     size = int(manifest["size"])
     if config.size is None:
         config = dataclasses.replace(config, size=size)
@@ -503,7 +508,7 @@ def train(config, stdout=None, verbosity=1):
             f"Run manage.py preprocess --size {config.size} (and balance) first, or train with --size {size}."
         )
     config = dataclasses.replace(config, name=config.name or config.default_name())
-    _check_name_free(config)
+    check_name_free(config)
 
     started = time.perf_counter()
     if config.strategy == "multilabel":
@@ -522,14 +527,16 @@ def train(config, stdout=None, verbosity=1):
     return write_artefact(config, models, training, selection, manifest, data_dir)
 
 
-def _manifest(data_dir):
+def read_training_manifest(data_dir):
+    """The manifest of the preprocessed data in ``data_dir``; a ``TrainingError`` when it is unusable."""
     try:
         return dataset.read_manifest(data_dir)
     except dataset.DatasetError as exc:
         raise TrainingError(str(exc)) from exc
 
 
-def _check_name_free(config):
+def check_name_free(config):
+    """Raise ``TrainingError`` when ``config.name`` is taken by an artefact folder or a model version."""
     from diagnosis.models import ModelVersion
 
     if (config.output_directory() / config.name).exists() or ModelVersion.objects.filter(name=config.name).exists():

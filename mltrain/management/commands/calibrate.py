@@ -2,26 +2,23 @@
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from diagnosis.artefact import ArtefactError
 from mltrain.dataset import DatasetError
 from mltrain.export import ExportError
 from mltrain.recalibration import recalibrate
+from mltrain.management.version_option import ModelVersionCommand
 from mltrain.registry import artefact_directory, find_version
 from mltrain.training import TrainingError
 
 
-class Command(BaseCommand):
+class Command(ModelVersionCommand):
     help = (
         "Align and calibrate the members of a cross-validated ensemble (trained with --folds and "
         "--no-calibrate, or before calibration existed) on the folds they left out, and register "
         "the result as a new model version. Nothing is retrained."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        # --version names the model version here, replacing Django's "show the Django version".
-        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("--version", dest="version_name", required=True, help="Name of the ensemble's model version.")

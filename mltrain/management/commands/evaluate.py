@@ -2,24 +2,21 @@
 
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from diagnosis.artefact import ArtefactError
 from diagnosis.findings import FINDINGS
 from mltrain.dataset import SPLITS, DatasetError
 from mltrain.evaluation import EvaluationError, evaluate, report_files
+from mltrain.management.version_option import ModelVersionCommand
 from mltrain.registry import find_version
 
 
-class Command(BaseCommand):
+class Command(ModelVersionCommand):
     help = (
         "Evaluate a model version (its exported ONNX model, as served) on a split of patients it never "
         "trained on: AUROC and figures at its thresholds per finding, mean AUROC, ROC curves, a report."
     )
-
-    def create_parser(self, prog_name, subcommand, **kwargs):
-        # --version names the model version here, replacing Django's "show the Django version".
-        return super().create_parser(prog_name, subcommand, conflict_handler="resolve", **kwargs)
 
     def add_arguments(self, parser):
         parser.add_argument("--version", dest="version_name", default=None, help="Model version name (default: the active one).")
