@@ -7,7 +7,8 @@ scores (one member's scale per image) do not fit the served mean. So, per member
 1. **align** without labels: standardise the member's logits by their mean and spread on the fold
    it left out (``standardiser``);
 2. **calibrate** with one logistic map per finding, shared by all members, fitted on the pooled
-   standardised out-of-fold logits of every train + val image (``platt_parameters``).
+   standardised out-of-fold logits of every train + val image (``platt_parameters``); where several
+   members left out the same fold, on the mean of their standardised logits.
 
 Step 2 is the same monotone map for every image, so the pooled out-of-fold AUROC measures the
 aligned scores without having used any fold's labels to adjust that fold (fitting a map per fold
@@ -74,22 +75,39 @@ def head_parameters(centre, scale, slope, intercept):
     return member_slopes, np.asarray(intercept) - member_slopes * np.asarray(centre)
 
 
-def fit_ensemble(held_out_probabilities, held_out_labels):
+def fit_ensemble(held_out_probabilities, held_out_labels, member_folds=None):
     """Calibrate an ensemble from each member's raw probabilities on the fold it left out.
 
-    ``held_out_probabilities``, ``held_out_labels``: one [n_m, K] array per member. Returns
-    ``(heads, calibrated, figures)``: per member the ``(slopes, intercepts)`` for ``calibrate_head``;
-    per member its held-out images' calibrated probabilities; and the fitted numbers.
+    ``held_out_probabilities``: one [n_f, K] array per member, on its fold's images;
+    ``held_out_labels``: one [n_f, K] array per fold; ``member_folds``: each member's fold (default:
+    member i left out fold i). Members that share a fold (``train --repeats``) are standardised
+    each on its own and averaged before the shared map is fitted, as serving averages them.
+
+    Returns ``(heads, calibrated, figures)``: per member the ``(slopes, intercepts)`` for
+    ``calibrate_head``; per fold its images' calibrated probabilities (the mean over the fold's
+    members, as the served graph combines them); and the fitted numbers.
     """
+    member_folds = list(range(len(held_out_probabilities))) if member_folds is None else list(member_folds)
     standardisers = [standardiser(p) for p in held_out_probabilities]
     standardised = [(logit(p) - centre) / scale for p, (centre, scale) in zip(held_out_probabilities, standardisers)]
-    slope, intercept = platt_parameters(np.concatenate(standardised), np.concatenate(held_out_labels))
+    folds = range(len(held_out_labels))
+    fold_members = [[m for m, f in enumerate(member_folds) if f == fold] for fold in folds]
+    if any(not members for members in fold_members):
+        raise ValueError("Every fold needs at least one member that left it out.")
+    fold_scores = [np.mean([standardised[m] for m in members], axis=0) for members in fold_members]
+    slope, intercept = platt_parameters(np.concatenate(fold_scores), np.concatenate(held_out_labels))
     heads = [head_parameters(centre, scale, slope, intercept) for centre, scale in standardisers]
-    calibrated = [sigmoid(slope * s + intercept) for s in standardised]
+    calibrated = [
+        np.mean([sigmoid(slope * standardised[m] + intercept) for m in members], axis=0).astype(np.float32)
+        for members in fold_members
+    ]
     figures = {
         "slopes": slope.tolist(),
         "intercepts": intercept.tolist(),
-        "members": [{"centres": c.tolist(), "scales": s.tolist()} for c, s in standardisers],
+        "members": [
+            {"fold": int(f) + 1, "centres": c.tolist(), "scales": s.tolist()}
+            for f, (c, s) in zip(member_folds, standardisers)
+        ],
     }
     return heads, calibrated, figures
 

@@ -67,7 +67,8 @@ class TrainConfig:
     mixup: float = 0.0  # mixup's Beta concentration (0: off); each image mixed with another of its batch
     seed: int = 0
     folds: int = 1  # 1: fit on train, select on val; K >= 2: K patient-grouped folds of train + val, one member each
-    calibrate: bool = True  # folds >= 2: Platt-scale each member on the fold it left out (mltrain.calibration)
+    repeats: int = 1  # folds >= 2: members per fold, each from its own seed (folds x repeats networks in all)
+    calibrate: bool = True  # folds >= 2: put the members on one calibrated scale (mltrain.calibration)
     data_dir: str | None = None  # preprocessed data; default DISPREDO_MLTRAIN_DIR/preprocessed
     output_dir: str | None = None  # where artefacts go; default DISPREDO_MODEL_DIR
     name: str | None = None  # artefact and ModelVersion name; default from strategy, size, alpha, time
@@ -103,6 +104,10 @@ class TrainConfig:
             raise ValueError(f"folds must be a positive integer, not {self.folds!r}.")
         if self.folds > 1 and self.strategy != "multilabel":
             raise ValueError("folds (a cross-validated ensemble) applies to the multilabel strategy only.")
+        if not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ValueError(f"repeats must be a positive integer, not {self.repeats!r}.")
+        if self.repeats > 1 and self.folds < 2:
+            raise ValueError("repeats (several members per fold) needs folds of 2 or more.")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, not {self.seed!r}.")
         if self.name is not None and (not self.name or "/" in self.name or self.name.startswith(".")):
@@ -117,6 +122,7 @@ class TrainConfig:
     def default_name(self):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         folds = f"-cv{self.folds}" if self.folds > 1 else ""
+        folds += f"x{self.repeats}" if self.repeats > 1 else ""
         return f"{self.strategy}-{self.size}px-a{self.alpha}{folds}-s{self.seed}-{stamp}"
 
 
@@ -376,23 +382,27 @@ def train_multilabel(config, data_dir, stream, verbosity):
     if config.auxiliary:
         attributes = image_attributes(data_dir, np.concatenate([train_split.names, val_split.names]))
     networks, figures = [], {}
-    for fold in range(config.folds):
+    for index in range(config.folds * config.repeats):
+        fold, repeat = member_fold(index, config.folds), index // config.folds
         fitting, held_out = fold_of != fold, fold_of == fold
         weights = positive_weights(labels[fitting], power=config.class_weight_power)
-        member = dataclasses.replace(config, seed=config.seed + fold)
+        # Repeat 0 keeps the seeds of a run without repeats, so its members are that run's networks.
+        member = dataclasses.replace(config, seed=config.seed + index)
+        key = f"fold {fold + 1}" + (f" repeat {repeat + 1}" if config.repeats > 1 else "")
+        label = f"fold {fold + 1}/{config.folds}" + (f" repeat {repeat + 1}/{config.repeats}" if config.repeats > 1 else "")
         network, fit = _fit(
             member, len(FINDINGS), WeightedBinaryCrossentropy(weights.tolist()),
             pixels[fitting], labels[fitting], pixels[held_out], labels[held_out],
-            FINDINGS, f"fold {fold + 1}/{config.folds}", stream, verbosity,
+            FINDINGS, label, stream, verbosity,
             auxiliary=None if attributes is None else attributes[fitting],
         )
         fit["held_out_images"] = int(held_out.sum())
         fit["held_out_patients"] = int(len(np.unique(pooled["patients"][held_out])))
         fit["positive_weights"] = dict(zip(FINDINGS, map(float, weights)))
         networks.append(network)
-        figures[f"fold {fold + 1}"] = fit
+        figures[key] = fit
         if verbosity >= 1:
-            stream.write(f"fold {fold + 1}/{config.folds}: held-out mean AUROC {fit['best_val_mean_auroc']:.3f} "
+            stream.write(f"{label}: held-out mean AUROC {fit['best_val_mean_auroc']:.3f} "
                          f"(best epoch {fit['best_epoch']} of {fit['epochs_run']})\n")
     return networks, figures, ensemble_selection(networks, pooled, config.calibrate)
 
@@ -410,26 +420,38 @@ def pooled_folds(data_dir, folds, seed, train_split=None, val_split=None):
         "sources": np.concatenate([train_split.source_sizes, val_split.source_sizes]),
     }
     pooled["fold_of"] = patient_folds(pooled["patients"], pooled["labels"], pooled["sources"], folds, seed)
+    pooled["folds"] = folds
     return pooled
 
 
+def member_fold(index, folds):
+    """The fold that an ensemble's member ``index`` left out: members run repeat by repeat, each
+    repeat one member per fold in fold order."""
+    return index % folds
+
+
 def ensemble_selection(networks, pooled, calibrate):
-    """Score each of ``pooled``'s images with the member that left its fold out, calibrate the members
+    """Score each of ``pooled``'s images with the members that left its fold out, calibrate the members
     on those scores if asked (``mltrain.calibration``; in place), and return the selection dict:
     out-of-fold ``probabilities`` (calibrated), ``uncalibrated_probabilities``, ``labels``,
     ``patients``, ``sources`` and ``calibration`` (the fitted numbers, or None)."""
-    labels, fold_of = pooled["labels"], pooled["fold_of"]
-    masks = [fold_of == fold for fold in range(len(networks))]
-    raw = [predict([network], pooled["pixels"][mask]) for network, mask in zip(networks, masks)]
+    labels, fold_of, folds = pooled["labels"], pooled["fold_of"], pooled["folds"]
+    if len(networks) % folds:
+        raise TrainingError(f"An ensemble of {len(networks)} networks does not cover {folds} folds evenly.")
+    masks = [fold_of == fold for fold in range(folds)]
+    member_folds = [member_fold(index, folds) for index in range(len(networks))]
+    raw = [predict([network], pooled["pixels"][masks[fold]]) for network, fold in zip(networks, member_folds)]
     uncalibrated = np.zeros(labels.shape, dtype=np.float32)
-    for mask, scores in zip(masks, raw):
-        uncalibrated[mask] = scores
+    for fold, mask in enumerate(masks):
+        # The mean over the fold's members, as the served graph averages its members.
+        uncalibrated[mask] = np.mean([scores for scores, f in zip(raw, member_folds) if f == fold], axis=0)
     out_of_fold, fitted = uncalibrated, None
     if calibrate:
-        heads, calibrated, fitted = calibration.fit_ensemble(raw, [labels[mask] for mask in masks])
-        out_of_fold = np.zeros(labels.shape, dtype=np.float32)
-        for network, (slopes, intercepts), mask, scores in zip(networks, heads, masks, calibrated):
+        heads, calibrated, fitted = calibration.fit_ensemble(raw, [labels[mask] for mask in masks], member_folds)
+        for network, (slopes, intercepts) in zip(networks, heads):
             calibration.calibrate_head(network, slopes, intercepts)
+        out_of_fold = np.zeros(labels.shape, dtype=np.float32)
+        for mask, scores in zip(masks, calibrated):
             out_of_fold[mask] = scores
     return {
         "probabilities": out_of_fold,
@@ -470,6 +492,11 @@ def keras_files(config):
     """The ``.keras`` file names of an artefact: per-finding in FINDINGS order, one per fold of an ensemble."""
     if config.strategy == "per-finding":
         return [f"{finding}.keras" for finding in FINDINGS]
+    if config.folds > 1 and config.repeats > 1:
+        return [
+            f"fold-{member_fold(index, config.folds) + 1}-repeat-{index // config.folds + 1}.keras"
+            for index in range(config.folds * config.repeats)
+        ]
     if config.folds > 1:
         return [f"fold-{fold + 1}.keras" for fold in range(config.folds)]
     return ["model.keras"]
@@ -575,11 +602,12 @@ def write_artefact(config, models, training, selection, manifest, data_dir):
             selection_method = "the validation split"
             fitted = {"train": np.unique(dataset.load_split(data_dir, "train").patients), "val": np.unique(val.patients)}
         else:
-            # Each image scored by the one member that never saw its patient.
+            # Each image scored by the members that never saw its patient.
             probabilities, selection_labels = selection["probabilities"], selection["labels"]
+            members = f" ({config.repeats} networks per fold)" if config.repeats > 1 else ""
             selection_method = (
                 f"{'calibrated ' if config.calibrate else ''}out-of-fold predictions of {config.folds} "
-                "patient-grouped folds of train + val"
+                f"patient-grouped folds of train + val{members}"
             )
             fitted = {"train": np.unique(selection["patients"]), "val": np.array([], dtype=np.int64)}
         thresholds = {

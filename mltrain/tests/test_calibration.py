@@ -63,6 +63,36 @@ def test_members_on_different_scales_are_aligned_before_pooling():
     assert np.concatenate(calibrated).mean() == pytest.approx(pooled_labels.mean(), abs=0.03)
 
 
+def test_members_that_share_a_fold_are_averaged_before_the_shared_map():
+    rng = np.random.default_rng(3)
+    signal = [rng.normal(size=(600, 1)) for _ in range(2)]
+    labels = [(rng.random((600, 1)) < _sigmoid(1.5 * s - 2.0)).astype(int) for s in signal]
+    # Two members per fold (members 0, 1 left out fold 0; 2, 3 fold 1), each the signal plus its own
+    # noise, on different scales: their average ranks better than either.
+    raw = [_sigmoid(scale * (signal[fold] + rng.normal(size=(600, 1)))) for fold, scale in ((0, 1.0), (1, 3.0), (0, 0.5), (1, 2.0))]
+    member_folds = [0, 1, 0, 1]
+
+    heads, calibrated, figures = calibration.fit_ensemble(raw, labels, member_folds)
+
+    assert len(heads) == 4 and len(calibrated) == 2
+    assert [member["fold"] for member in figures["members"]] == [1, 2, 1, 2]
+    # Each fold's figures are the mean of what its members' calibrated heads output, as served.
+    for fold, scores in enumerate(calibrated):
+        members = [m for m, f in enumerate(member_folds) if f == fold]
+        expected = np.mean([calibration.apply(raw[m], *heads[m]) for m in members], axis=0)
+        np.testing.assert_allclose(scores, expected, atol=1e-5)
+    pooled_labels = np.concatenate(labels)[:, 0]
+    single = np.mean([auroc(labels[f][:, 0], raw[m][:, 0]) for m, f in enumerate(member_folds)])
+    assert auroc(pooled_labels, np.concatenate(calibrated)[:, 0]) > single + 0.02
+
+
+def test_every_fold_needs_a_member():
+    raw = [np.full((4, 1), 0.3), np.full((4, 1), 0.6)]
+    labels = [np.zeros((4, 1)), np.zeros((4, 1)), np.zeros((4, 1))]
+    with pytest.raises(ValueError, match="Every fold needs at least one member that left it out."):
+        calibration.fit_ensemble(raw, labels, member_folds=[0, 1])
+
+
 def test_calibration_folded_into_the_head_equals_rescaling_the_outputs():
     from mltrain.networks import build_model
     from mltrain.training import TrainConfig

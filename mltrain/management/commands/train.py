@@ -52,8 +52,13 @@ class Command(BaseCommand):
             "patient-grouped fold of train + val, thresholds from out-of-fold predictions.",
         )
         parser.add_argument(
+            "--repeats", type=int, default=defaults.repeats,
+            help="With --folds: networks per fold, each from its own seed; the ensemble averages all "
+            "folds x repeats of them. Default 1.",
+        )
+        parser.add_argument(
             "--no-calibrate", action="store_true",
-            help="With --folds: do not Platt-scale each network on the fold it left out before averaging.",
+            help="With --folds: do not calibrate the networks (standardise on the fold each left out, then one logistic map per finding).",
         )
         parser.add_argument("--data-dir", type=Path, default=None, help="Preprocessed data (default DISPREDO_MLTRAIN_DIR/preprocessed).")
         parser.add_argument("--out", type=Path, default=None, help="Artefact folder (default DISPREDO_MODEL_DIR).")
@@ -80,6 +85,7 @@ class Command(BaseCommand):
                 mixup=options["mixup"],
                 seed=options["seed"],
                 folds=options["folds"],
+                repeats=options["repeats"],
                 calibrate=not options["no_calibrate"],
                 data_dir=str(options["data_dir"]) if options["data_dir"] else None,
                 output_dir=str(options["out"]) if options["out"] else None,
