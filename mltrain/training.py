@@ -388,8 +388,9 @@ def train_multilabel(config, data_dir, stream, verbosity):
         weights = positive_weights(labels[fitting], power=config.class_weight_power)
         # Repeat 0 keeps the seeds of a run without repeats, so its members are that run's networks.
         member = dataclasses.replace(config, seed=config.seed + index)
-        key = f"fold {fold + 1}" + (f" repeat {repeat + 1}" if config.repeats > 1 else "")
-        label = f"fold {fold + 1}/{config.folds}" + (f" repeat {repeat + 1}/{config.repeats}" if config.repeats > 1 else "")
+        repeat_key = f" repeat {repeat + 1}" if config.repeats > 1 else ""
+        key = f"fold {fold + 1}{repeat_key}"
+        label = f"fold {fold + 1}/{config.folds}{repeat_key}" + (f"/{config.repeats}" if repeat_key else "")
         network, fit = _fit(
             member, len(FINDINGS), WeightedBinaryCrossentropy(weights.tolist()),
             pixels[fitting], labels[fitting], pixels[held_out], labels[held_out],
