@@ -27,7 +27,10 @@ def build_model(config, outputs=None):
     size = config.size
     regulariser = keras.regularizers.L2(config.weight_decay) if config.weight_decay else None
     image = keras.Input((size, size, 1), name="image")
-    x = keras.layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET, name="normalise")(image)
+    if config.normalise == "image":
+        x = StandardiseImage(name="normalise")(image)
+    else:
+        x = keras.layers.Rescaling(PIXEL_SCALE, offset=PIXEL_OFFSET, name="normalise")(image)
     backbone = keras.applications.MobileNet(
         input_shape=(size, size, 1),
         alpha=config.alpha,
@@ -43,6 +46,22 @@ def build_model(config, outputs=None):
         outputs, activation="sigmoid", kernel_regularizer=regulariser, name="head"
     )(x)
     return keras.Model(image, probabilities, name=f"dispredo_mobilenet_{outputs}")
+
+
+@keras.saving.register_keras_serializable(package="dispredo")
+class StandardiseImage(keras.layers.Layer):
+    """Each image to zero mean and unit spread over its own pixels: exposure and contrast, which
+    differ between X-ray machines and between the sample's sources, are taken out before the network
+    sees the image. Part of the served graph."""
+
+    def call(self, images):
+        ops = keras.ops
+        mean = ops.mean(images, axis=(1, 2, 3), keepdims=True)
+        spread = ops.std(images, axis=(1, 2, 3), keepdims=True)
+        return (images - mean) / ops.maximum(spread, 1.0)  # a blank image stays blank, not 0/0
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
 
 def features_and_probabilities(model, images):

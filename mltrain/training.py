@@ -44,6 +44,7 @@ MIN_SIZE = 32  # MobileNet's smallest input
 ALPHAS = (0.25, 0.5, 0.75, 1.0)  # keras.applications.MobileNet width multipliers
 PATIENTS_FILE = "patients.json"
 MONITOR = "val_mean_auroc"
+NORMALISATIONS = ("fixed", "image")  # see networks.build_model
 
 
 
@@ -59,6 +60,8 @@ class TrainConfig:
     lr_patience: int = 0  # halve the learning rate after this many epochs without improvement (0: never)
     dropout: float = 0.3
     weight_decay: float = 1e-4  # L2 on the head
+    ema: float = 0.0  # momentum of an exponential moving average of the weights, which is scored and kept (0: off)
+    normalise: str = "fixed"  # pixels to MobileNet's range: "fixed" (0..255 -> -1..1) or "image" (per-image mean and spread)
     augment: bool = True  # small shifts, rotations, zoom
     degrade: float = 0.5  # share of training images blurred at random, against the source-sharpness shortcut
     degrade_min_scale: float = 0.35  # the strongest blur: downscale to this fraction of the size
@@ -87,6 +90,8 @@ class TrainConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field} must be a positive integer, not {value!r}.")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be in [0, 1), not {self.ema!r}.")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, not {self.learning_rate!r}.")
         for field in ("dropout", "degrade"):
@@ -95,6 +100,8 @@ class TrainConfig:
                 raise ValueError(f"{field} must be in [0, 1), not {value!r}.")
         if not 0 < self.degrade_min_scale <= 1:
             raise ValueError(f"degrade_min_scale must be in (0, 1], not {self.degrade_min_scale!r}.")
+        if self.normalise not in NORMALISATIONS:
+            raise ValueError(f"normalise must be one of {', '.join(NORMALISATIONS)}, not {self.normalise!r}.")
         for field in ("weight_decay", "class_weight_power", "auxiliary", "mixup"):
             if getattr(self, field) < 0:
                 raise ValueError(f"{field} must not be negative, not {getattr(self, field)!r}.")
@@ -268,7 +275,33 @@ def _callbacks_module():
             self.bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}", val_auroc=f"{logs.get(MONITOR, float('nan')):.4f}")
             self.bar.close()
 
-    return ValidationAUROC, EpochProgress
+    class WeightAverage(keras.callbacks.Callback):
+        """Keeps an exponential moving average of ``network``'s weights (batch-norm statistics too)
+        and swaps it in at each epoch's end, so the callbacks after this one score and keep the
+        average; the raw weights go back before the next epoch, so training itself is unchanged."""
+
+        def __init__(self, network, momentum):
+            super().__init__()
+            self.network, self.momentum = network, momentum
+            self.average = self.raw = None
+
+        def on_train_begin(self, logs=None):
+            self.average = [np.array(w, dtype=np.float64) for w in self.network.get_weights()]
+
+        def on_train_batch_end(self, batch, logs=None):
+            for average, weight in zip(self.average, self.network.get_weights()):
+                average *= self.momentum
+                average += (1.0 - self.momentum) * weight
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.raw = self.network.get_weights()
+            self.network.set_weights([w.astype(np.float32) for w in self.average])
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if self.raw is not None:
+                self.network.set_weights(self.raw)
+
+    return ValidationAUROC, EpochProgress, WeightAverage
 
 
 # --- training -------------------------------------------------------------------------------
@@ -296,9 +329,11 @@ def _fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labe
         auxiliary, loss_weights = None, None
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss, loss_weights=loss_weights)
     data = batches(train_pixels, train_labels, config.batch_size, config.seed, auxiliary=auxiliary, mixup=config.mixup)
-    ValidationAUROC, EpochProgress = _callbacks_module()
+    ValidationAUROC, EpochProgress, WeightAverage = _callbacks_module()
     validation = ValidationAUROC(network, val_pixels, val_labels, findings)
-    callbacks = [validation]
+    # The average must be swapped in before validation scores it and early stopping keeps it.
+    callbacks = [WeightAverage(network, config.ema)] if config.ema else []
+    callbacks.append(validation)
     if verbosity >= 1:
         callbacks.append(EpochProgress(stream, label, config.epochs, len(data)))
     if config.lr_patience:

@@ -28,3 +28,22 @@ def test_the_baseline_chooses_its_strength_on_validation_and_scores_test(tmp_pat
     # The synthetic data's first finding is a bright top-left quarter: HOG sees its edge.
     assert result["test_auroc"]["Atelectasis"] > 0.8
     assert 0.0 <= result["test_mean_auroc"] <= 1.0
+
+
+def test_out_of_fold_scores_come_from_a_fit_without_the_fold(tmp_path):
+    from mltrain.baselines import cross_validated, fit_predict
+    from mltrain.metrics import per_finding_auroc
+    from mltrain.training import pooled_folds
+
+    data = make_preprocessed(tmp_path / "data", balanced=False)
+
+    result = cross_validated(data, strength=1e-3, folds=2, seed=0)
+
+    pooled = pooled_folds(data, 2, 0)
+    held_out = pooled["fold_of"] == 1
+    features = hog(pooled["pixels"])
+    expected = fit_predict(features[~held_out], pooled["labels"][~held_out], features[held_out], 1e-3)
+    np.testing.assert_allclose(result["scores"][held_out], expected)
+    assert len(result["fold_mean_auroc"]) == 2
+    # Every image scored once, out of fold: the bright quarter is still found.
+    assert per_finding_auroc(pooled["labels"], result["scores"])["Atelectasis"] > 0.8

@@ -8,7 +8,7 @@ from diagnosis.artefact import ArtefactError, read_metadata
 from mltrain.dataset import DatasetError
 from mltrain.export import ExportError
 from mltrain.registry import artefact_directory
-from mltrain.training import ALPHAS, STRATEGIES, TrainConfig, TrainingError, summary_table, train
+from mltrain.training import ALPHAS, NORMALISATIONS, STRATEGIES, TrainConfig, TrainingError, summary_table, train
 
 
 class Command(BaseCommand):
@@ -34,6 +34,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dropout", type=float, default=defaults.dropout)
         parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="L2 on the head.")
+        parser.add_argument(
+            "--ema", type=float, default=defaults.ema,
+            help="Score and keep an exponential moving average of the weights with this momentum (e.g. 0.99). 0 (default): off.",
+        )
+        parser.add_argument(
+            "--normalise", choices=NORMALISATIONS, default=defaults.normalise,
+            help="Pixels to the network's range: fixed (0..255 to -1..1, default) or image (each image's own mean and spread).",
+        )
         parser.add_argument("--degrade", type=float, default=defaults.degrade, help="Share of sharp training images blurred at random.")
         parser.add_argument("--no-augment", action="store_true", help="Train without shifts, rotations and zoom.")
         parser.add_argument(
@@ -79,6 +87,8 @@ class Command(BaseCommand):
                 lr_patience=options["lr_patience"],
                 dropout=options["dropout"],
                 weight_decay=options["weight_decay"],
+                ema=options["ema"],
+                normalise=options["normalise"],
                 degrade=options["degrade"],
                 augment=not options["no_augment"],
                 auxiliary=options["auxiliary"],
