@@ -104,11 +104,11 @@ def cross_validated(data_dir, strength, folds=5, seed=0):
     pooled = pooled_folds(data_dir, folds, seed)
     features, labels, fold_of = hog(pooled["pixels"]), pooled["labels"], pooled["fold_of"]
     scores = np.zeros(labels.shape)
-    for fold in range(folds):
-        held_out = fold_of == fold
-        scores[held_out] = fit_predict(features[~held_out], labels[~held_out], features[held_out], strength)
+    held_out = [fold_of == fold for fold in range(folds)]
+    for mask in held_out:
+        scores[mask] = fit_predict(features[~mask], labels[~mask], features[mask], strength)
     return {
-        "fold_mean_auroc": [mean_auroc(per_finding_auroc(labels[fold_of == k], scores[fold_of == k])) for k in range(folds)],
+        "fold_mean_auroc": [mean_auroc(per_finding_auroc(labels[mask], scores[mask])) for mask in held_out],
         "pooled_mean_auroc": mean_auroc(per_finding_auroc(labels, scores)),
         "scores": scores,
     }
