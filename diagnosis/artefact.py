@@ -7,6 +7,8 @@ A model version is a directory::
                     metrics, config, data_manifest, created_at
     model.onnx      the serving model (ONNX Runtime; the web process never imports TensorFlow)
     *.keras         the trained Keras model(s), for retraining and evaluation
+    hog.npz         only for an ensemble joined with HOG + logistic regression (``mltrain.hybrid``):
+                    each member's regression, standardisers and calibration, for checks and reuse
 
 The serving model takes ``image``: float32 [N, S, S, 1] holding the uint8 pixels of
 ``diagnosis.imaging.to_model_pixels`` (0..255; normalisation is inside the model) and returns

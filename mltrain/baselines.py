@@ -46,22 +46,51 @@ def hog(pixels, cell=CELL, bins=BINS):
     return blocks.reshape(count, -1)
 
 
-def fit_predict(features, labels, scored, strength):
-    """One balanced logistic regression per finding on standardised ``features``; scores of ``scored``."""
+def fit_linear(features, labels, strength):
+    """One balanced logistic regression per finding on standardised ``features``, as a linear map
+    on the raw features: ``(weights [F, K], biases [K])`` whose ``features @ weights + biases`` are the
+    logits. A finding with one class in ``labels`` gets zero weights (probability 0.5)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    scores = np.full((len(scored), labels.shape[1]), 0.5)
+    features = np.asarray(features, dtype=np.float64)
+    weights = np.zeros((features.shape[1], labels.shape[1]))
+    biases = np.zeros(labels.shape[1])
+    scaler = StandardScaler().fit(features)
+    standardised = scaler.transform(features)
     for finding in range(labels.shape[1]):
         if labels[:, finding].min() == labels[:, finding].max():
             continue
-        model = make_pipeline(
-            StandardScaler(), LogisticRegression(C=strength, class_weight="balanced", max_iter=3000)
-        )
-        model.fit(features, labels[:, finding])
-        scores[:, finding] = model.predict_proba(scored)[:, 1]
-    return scores
+        model = LogisticRegression(C=strength, class_weight="balanced", max_iter=3000)
+        model.fit(standardised, labels[:, finding])
+        # (x - mean) / scale . w + b  ==  x . (w / scale) + (b - mean / scale . w)
+        weights[:, finding] = model.coef_[0] / scaler.scale_
+        biases[finding] = model.intercept_[0] - np.dot(scaler.mean_ / scaler.scale_, model.coef_[0])
+    return weights, biases
+
+
+def fit_predict(features, labels, scored, strength):
+    """Probabilities for ``scored`` from ``fit_linear`` on ``features``."""
+    weights, biases = fit_linear(features, labels, strength)
+    return 1.0 / (1.0 + np.exp(-(np.asarray(scored, dtype=np.float64) @ weights + biases)))
+
+
+def choose_strength(data_dir, stream=None, splits=None):
+    """``(strength, {strength: validation mean AUROC})``: the regularisation that scores best on the
+    validation split when fitted on the training split."""
+    from . import dataset
+    from .metrics import mean_auroc, per_finding_auroc
+
+    splits = splits or {name: dataset.load_split(data_dir, name) for name in ("train", "val")}
+    train, val = hog(splits["train"].pixels), hog(splits["val"].pixels)
+    labels = {name: np.asarray(splits[name].labels) for name in ("train", "val")}
+    by_strength = {}
+    for strength in STRENGTHS:
+        scores = fit_predict(train, labels["train"], val, strength)
+        by_strength[strength] = mean_auroc(per_finding_auroc(labels["val"], scores))
+        if stream:
+            stream.write(f"C={strength}: validation mean AUROC {by_strength[strength]:.3f}\n")
+    return max(by_strength, key=by_strength.get), by_strength
 
 
 def hog_logistic_regression(data_dir, stream=None):
@@ -70,15 +99,9 @@ def hog_logistic_regression(data_dir, stream=None):
     from .metrics import mean_auroc, per_finding_auroc
 
     splits = {name: dataset.load_split(data_dir, name) for name in ("train", "val", "test")}
+    strength, by_strength = choose_strength(data_dir, stream, splits)
     features = {name: hog(split.pixels) for name, split in splits.items()}
     labels = {name: np.asarray(split.labels) for name, split in splits.items()}
-    by_strength = {}
-    for strength in STRENGTHS:
-        scores = fit_predict(features["train"], labels["train"], features["val"], strength)
-        by_strength[strength] = mean_auroc(per_finding_auroc(labels["val"], scores))
-        if stream:
-            stream.write(f"C={strength}: validation mean AUROC {by_strength[strength]:.3f}\n")
-    strength = max(by_strength, key=by_strength.get)
     pooled = np.concatenate([features["train"], features["val"]])
     pooled_labels = np.concatenate([labels["train"], labels["val"]])
     test_scores = fit_predict(pooled, pooled_labels, features["test"], strength)

@@ -66,8 +66,9 @@ def serving_function(models, size):
     return tf.function(serve, input_signature=(spec,), autograph=False), spec
 
 
-def export_onnx(models, size, path):
+def export_onnx(models, size, path, hog_members=None):
     """Write the serving graph of ``models`` to ``path`` (an ONNX file); return ``path``.
+    With ``hog_members`` (``mltrain.hybrid``), each network is served with its HOG part.
 
     One model converts directly. Several convert one by one, and their graphs are joined into one
     that feeds ``image`` to each and concatenates (per-finding) or averages (ensemble) their
@@ -76,17 +77,22 @@ def export_onnx(models, size, path):
     import onnx
 
     models = list(models)
-    protos = [_convert(model, size) for model in models]
+    if hog_members:
+        from .hybrid import member_serving_function
+
+        protos = [_convert_function(*member_serving_function(model, member, size))
+                  for model, member in zip(models, hog_members)]
+    else:
+        protos = [_convert_function(*serving_function([model], size)) for model in models]
     proto = protos[0] if len(protos) == 1 else _join(protos, combination(models))
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return Path(path)
 
 
-def _convert(model, size):
+def _convert_function(function, spec):
     import tf2onnx
 
-    function, spec = serving_function([model], size)
     proto, _ = tf2onnx.convert.from_function(function, input_signature=(spec,), opset=OPSET)
     return proto
 
@@ -128,8 +134,42 @@ def _join(protos, how):
             info.type.tensor_type.shape.dim[-1].dim_value = len(protos)
         graph_outputs.append(info)
     title = "dispredo_ensemble" if how == "mean" else "dispredo_per_finding"
+    nodes, initializers = _shared_once(nodes, initializers)
+    produced = {name for node in nodes for name in node.output}
+    value_info = [info for info in value_info if info.name in produced]
     graph = helper.make_graph(nodes, title, [image], graph_outputs, initializer=initializers, value_info=value_info)
     return helper.make_model(graph, opset_imports=protos[0].opset_import, producer_name="dispredo")
+
+
+def _shared_once(nodes, initializers):
+    """Drop the nodes and constants that repeat another's work: equal constants, and nodes of the same
+    operation, attributes and (so far de-duplicated) inputs. The joined graphs all start from the same
+    image, so work that depends on it alone (HOG features, ``mltrain.hybrid``) is then done once per
+    image instead of once per member. Networks' layers differ in their weights and stay apart."""
+    import hashlib
+
+    from onnx import numpy_helper
+
+    rename, kept_initializers, by_value = {}, [], {}
+    for tensor in initializers:
+        key = (tensor.data_type, tuple(tensor.dims), hashlib.sha256(numpy_helper.to_array(tensor).tobytes()).hexdigest())
+        if key in by_value:
+            rename[tensor.name] = by_value[key]
+        else:
+            by_value[key] = tensor.name
+            kept_initializers.append(tensor)
+    kept_nodes, by_work = [], {}
+    for node in nodes:
+        node.input[:] = [rename.get(name, name) for name in node.input]
+        key = (node.domain, node.op_type, tuple(node.input),
+               tuple(attribute.SerializeToString(deterministic=True) for attribute in node.attribute))
+        if key in by_work and not set(node.output) & set(OUTPUT_NAMES):
+            for mine, theirs in zip(node.output, by_work[key].output):
+                rename[mine] = theirs
+        else:
+            by_work.setdefault(key, node)
+            kept_nodes.append(node)
+    return kept_nodes, kept_initializers
 
 
 def onnx_session(path, threads=None):
@@ -170,14 +210,20 @@ def keras_outputs(models, pixels, batch_size=64):
     return np.concatenate(probabilities), np.concatenate(cams)
 
 
-def check_agreement(models, onnx_path, pixels, tolerance=AGREEMENT_TOLERANCE):
+def check_agreement(models, onnx_path, pixels, tolerance=AGREEMENT_TOLERANCE, hog_members=None):
     """Compare ONNX and Keras on ``pixels``; return the figures, raise ``ExportError`` beyond ``tolerance``.
 
-    The Keras side calls each trained network as a whole (inference mode), not the export's function.
+    The Keras side calls each trained network as a whole (inference mode), not the export's function;
+    with ``hog_members``, HOG and the joint scores are computed in NumPy (``hybrid.served_probabilities``).
     """
     pixels = np.asarray(pixels)
     batch = pixels.astype(np.float32)[..., None]
-    keras_probs = combine([np.asarray(model(batch, training=False)) for model in models], combination(models))
+    if hog_members:
+        from .hybrid import served_probabilities
+
+        keras_probs = served_probabilities(models, hog_members, pixels)
+    else:
+        keras_probs = combine([np.asarray(model(batch, training=False)) for model in models], combination(models))
     session = onnx_session(onnx_path)
     onnx_probs, onnx_cams = run_onnx(session, pixels)
     _, keras_cams = keras_outputs(models, pixels)

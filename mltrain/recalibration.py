@@ -40,6 +40,18 @@ def recalibrate(directory, name, data_dir=None, activate=False):
         )
     if recorded.get("calibrate"):
         raise TrainingError(f"{metadata['name']} is already calibrated.")
+    config, manifest = copy_config(metadata, name, data_dir, activate, calibrate=True)
+    members = load_keras_models(directory, metadata)
+    pooled = pooled_folds(config.data_dir, config.folds, config.seed)
+    selection = ensemble_selection(members, pooled, calibrate=True)
+    training = {**metadata["metrics"]["training"], "calibrated_from": metadata["name"]}
+    return write_artefact(config, members, training, selection, manifest, config.data_dir)
+
+
+def copy_config(metadata, name, data_dir=None, activate=False, **changes):
+    """``(config, manifest)`` for a new version ``name`` made from an ensemble's members without
+    training: its recorded configuration, on data whose folds are the ones it was trained on (its
+    recorded data directory unless ``data_dir``). Raises ``TrainingError`` for other data or a taken name."""
     data_dir = Path(data_dir or metadata["data_directory"])
     manifest = read_training_manifest(data_dir)
     trained_on = metadata.get("data_manifest", {})
@@ -50,13 +62,9 @@ def recalibrate(directory, name, data_dir=None, activate=False):
             f"(its {', '.join(changed)} differ): its folds cannot be rebuilt. Pass --data-dir with that data."
         )
     known = {field.name for field in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{key: value for key, value in recorded.items() if key in known})
+    config = TrainConfig(**{key: value for key, value in metadata.get("config", {}).items() if key in known})
     config = dataclasses.replace(
-        config, calibrate=True, name=name, activate=activate, data_dir=str(data_dir), output_dir=None
+        config, name=name, activate=activate, data_dir=str(data_dir), output_dir=None, **changes
     )
     check_name_free(config)
-    members = load_keras_models(directory, metadata)
-    pooled = pooled_folds(data_dir, config.folds, config.seed)
-    selection = ensemble_selection(members, pooled, calibrate=True)
-    training = {**metadata["metrics"]["training"], "calibrated_from": metadata["name"]}
-    return write_artefact(config, members, training, selection, manifest, data_dir)
+    return config, manifest

@@ -606,12 +606,13 @@ def check_name_free(config):
         raise TrainingError(f"A model version named {config.name!r} already exists; choose another --name.")
 
 
-def write_artefact(config, models, training, selection, manifest, data_dir):
+def write_artefact(config, models, training, selection, manifest, data_dir, hybrid=None):
     """Save ``models``, export and check the ONNX graph, choose thresholds, write the artefact
     atomically and register it (activated if ``config.activate``); return the ModelVersion.
 
     ``selection``: None to choose thresholds on the validation split with the served graph, or
     ``ensemble_selection``'s out-of-fold predictions. ``training``: the figures of the training run.
+    ``hybrid``: None, or the HOG members joined to an ensemble (``mltrain.hybrid.add_hog``).
     """
     from . import registry
     from .export import ONNX_FILE, INPUT_NAME, OUTPUT_NAMES, check_agreement, export_onnx, onnx_session, run_onnx
@@ -626,11 +627,17 @@ def write_artefact(config, models, training, selection, manifest, data_dir):
         files = keras_files(config)
         for model, filename in zip(models, files):
             model.save(partial / filename)  # the serving network alone: no optimizer, no augmentation layers
-        export_onnx(models, config.size, partial / ONNX_FILE)
+        hog_members = None
+        if hybrid:
+            from .hybrid import save_members
+
+            hog_members = hybrid["members"]
+            save_members(partial / hybrid["description"]["file"], hog_members)
+        export_onnx(models, config.size, partial / ONNX_FILE, hog_members=hog_members)
 
         val = dataset.load_split(data_dir, "val")
         val_pixels = np.asarray(val.pixels)
-        agreement = check_agreement(models, partial / ONNX_FILE, val_pixels[:64])
+        agreement = check_agreement(models, partial / ONNX_FILE, val_pixels[:64], hog_members=hog_members)
         if selection is None:
             # Thresholds and reported validation figures from the served graph on the validation split.
             probabilities, _ = run_onnx(onnx_session(partial / ONNX_FILE), val_pixels)
@@ -641,6 +648,7 @@ def write_artefact(config, models, training, selection, manifest, data_dir):
             # Each image scored by the members that never saw its patient.
             probabilities, selection_labels = selection["probabilities"], selection["labels"]
             members = f" ({config.repeats} networks per fold)" if config.repeats > 1 else ""
+            members += " joined with HOG + logistic regression" if hybrid else ""
             selection_method = (
                 f"{'calibrated ' if config.calibrate else ''}out-of-fold predictions of {config.folds} "
                 f"patient-grouped folds of train + val{members}"
@@ -682,6 +690,7 @@ def write_artefact(config, models, training, selection, manifest, data_dir):
                     "cam_shape": list(agreement["cam_shape"][:2]),
                 },
                 "keras_files": files,
+                "hog": json_safe(hybrid["description"]) if hybrid else None,
                 "metrics": metrics,
                 "config": dataclasses.asdict(config),
                 "data_manifest": manifest,
