@@ -55,6 +55,7 @@ class TrainConfig:
     alpha: float = 0.25  # MobileNet width multiplier
     epochs: int = 60  # upper bound; early stopping on validation mean AUROC ends most runs sooner
     patience: int = 12  # epochs without a better validation mean AUROC before stopping
+    min_epochs: int = 0  # early stopping neither stops nor keeps weights within the first min_epochs epochs
     batch_size: int = 32
     learning_rate: float = 1e-3
     lr_patience: int = 0  # halve the learning rate after this many epochs without improvement (0: never)
@@ -90,6 +91,8 @@ class TrainConfig:
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{field} must be a positive integer, not {value!r}.")
+        if not isinstance(self.min_epochs, int) or not 0 <= self.min_epochs < self.epochs:
+            raise ValueError(f"min_epochs must be an integer from 0 to epochs - 1 ({self.epochs - 1}), not {self.min_epochs!r}.")
         if not 0 <= self.ema < 1:
             raise ValueError(f"ema must be in [0, 1), not {self.ema!r}.")
         if not self.learning_rate > 0:
@@ -342,16 +345,18 @@ def _fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labe
                 monitor=MONITOR, mode="max", factor=0.5, patience=config.lr_patience, min_lr=1e-5, verbose=0
             )
         )
+    # min_epochs: a weight average that still lags its start must not end the run, nor be kept.
     callbacks.append(
         keras.callbacks.EarlyStopping(
-            monitor=MONITOR, mode="max", patience=config.patience, restore_best_weights=True, verbose=0
+            monitor=MONITOR, mode="max", patience=config.patience, restore_best_weights=True, verbose=0,
+            start_from_epoch=config.min_epochs,
         )
     )
     started = time.perf_counter()
     history = model.fit(data, epochs=config.epochs, callbacks=callbacks, verbose=0)
     seconds = time.perf_counter() - started
     scores = validation.history
-    best = int(np.argmax(scores))
+    best = config.min_epochs + int(np.argmax(scores[config.min_epochs :]))
     epochs_run = len(history.epoch)
     return network, {
         "epochs_run": epochs_run,

@@ -22,6 +22,8 @@ from mltrain.training import TrainConfig
         ({"ema": 1.0}, "ema must be in [0, 1), not 1.0."),
         ({"ema": -0.5}, "ema must be in [0, 1), not -0.5."),
         ({"normalise": "zscore"}, "normalise must be one of fixed, image, not 'zscore'."),
+        ({"min_epochs": -1}, "min_epochs must be an integer from 0 to epochs - 1 (59), not -1."),
+        ({"min_epochs": 5, "epochs": 5}, "min_epochs must be an integer from 0 to epochs - 1 (4), not 5."),
     ],
 )
 def test_config_refuses_bad_options_with_their_message(changes, message):
@@ -98,3 +100,23 @@ def test_options_are_trained_and_served_as_configured(tmp_path):
     path = export_onnx([network], SIZE, tmp_path / "model.onnx")
     served, _ = run_onnx(onnx_session(path), val.pixels)
     assert np.abs(served - training.predict([network], val.pixels)).max() < AGREEMENT_TOLERANCE
+
+
+@pytest.mark.slow
+def test_early_stopping_neither_stops_nor_keeps_weights_within_min_epochs(tmp_path):
+    from mltrain.metrics import mean_auroc, per_finding_auroc
+
+    make_preprocessed(tmp_path / "data")
+    config = dataclasses.replace(tiny_config(tmp_path), epochs=7, patience=1, min_epochs=4, ema=0.9)
+    train, val = (dataset.load_split(tmp_path / "data", name) for name in ("train", "val"))
+    network, fit = training._fit(
+        config, len(FINDINGS), WeightedBinaryCrossentropy([1.0] * len(FINDINGS)),
+        train.pixels, train.labels, val.pixels, val.labels, FINDINGS, "tiny", io.StringIO(), 0,
+    )
+
+    # Watching starts at epoch 5, so with patience 1 the earliest stop is after epoch 6.
+    assert fit["epochs_run"] >= 6
+    assert fit["best_epoch"] >= 5
+    # The kept weights are the best watched epoch's: rescoring them gives its recorded figure.
+    kept = mean_auroc(per_finding_auroc(np.asarray(val.labels), training.predict([network], val.pixels), FINDINGS))
+    assert kept == pytest.approx(fit["best_val_mean_auroc"], abs=1e-6)

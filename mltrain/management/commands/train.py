@@ -26,6 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--alpha", type=float, choices=ALPHAS, default=defaults.alpha, help="MobileNet width multiplier.")
         parser.add_argument("--epochs", type=int, default=defaults.epochs, help="Most epochs (early stopping usually ends sooner).")
         parser.add_argument("--patience", type=int, default=defaults.patience, help="Epochs without a better validation AUROC before stopping.")
+        parser.add_argument(
+            "--min-epochs", type=int, default=defaults.min_epochs,
+            help="Early stopping neither stops the run nor keeps weights within the first N epochs (default 0); "
+            "guards --ema, whose average lags at the start.",
+        )
         parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
         parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
         parser.add_argument(
@@ -82,6 +87,7 @@ class Command(BaseCommand):
                 alpha=options["alpha"],
                 epochs=options["epochs"],
                 patience=options["patience"],
+                min_epochs=options["min_epochs"],
                 batch_size=options["batch_size"],
                 learning_rate=options["learning_rate"],
                 lr_patience=options["lr_patience"],
