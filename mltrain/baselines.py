@@ -75,18 +75,19 @@ def fit_predict(features, labels, scored, strength):
     return 1.0 / (1.0 + np.exp(-(np.asarray(scored, dtype=np.float64) @ weights + biases)))
 
 
-def choose_strength(data_dir, stream=None, splits=None):
+def choose_strength(data_dir, stream=None, splits=None, features=None):
     """``(strength, {strength: validation mean AUROC})``: the regularisation that scores best on the
-    validation split when fitted on the training split."""
+    validation split when fitted on the training split. ``splits`` and their HOG ``features``, when
+    the caller has them already, save loading and computing them again."""
     from . import dataset
     from .metrics import mean_auroc, per_finding_auroc
 
     splits = splits or {name: dataset.load_split(data_dir, name) for name in ("train", "val")}
-    train, val = hog(splits["train"].pixels), hog(splits["val"].pixels)
+    features = features or {name: hog(splits[name].pixels) for name in ("train", "val")}
     labels = {name: np.asarray(splits[name].labels) for name in ("train", "val")}
     by_strength = {}
     for strength in STRENGTHS:
-        scores = fit_predict(train, labels["train"], val, strength)
+        scores = fit_predict(features["train"], labels["train"], features["val"], strength)
         by_strength[strength] = mean_auroc(per_finding_auroc(labels["val"], scores))
         if stream:
             stream.write(f"C={strength}: validation mean AUROC {by_strength[strength]:.3f}\n")
@@ -99,8 +100,8 @@ def hog_logistic_regression(data_dir, stream=None):
     from .metrics import mean_auroc, per_finding_auroc
 
     splits = {name: dataset.load_split(data_dir, name) for name in ("train", "val", "test")}
-    strength, by_strength = choose_strength(data_dir, stream, splits)
     features = {name: hog(split.pixels) for name, split in splits.items()}
+    strength, by_strength = choose_strength(data_dir, stream, splits, features)
     labels = {name: np.asarray(split.labels) for name, split in splits.items()}
     pooled = np.concatenate([features["train"], features["val"]])
     pooled_labels = np.concatenate([labels["train"], labels["val"]])

@@ -39,8 +39,13 @@ def sigmoid(z):
 
 def standardiser(probabilities):
     """``(centre, scale)`` per column: mean and standard deviation of the logits of ``probabilities``."""
-    z = logit(probabilities)
-    return z.mean(axis=0), np.maximum(z.std(axis=0), MIN_SCALE)
+    return logit_standardiser(logit(probabilities))
+
+
+def logit_standardiser(logits):
+    """``(centre, scale)`` per column of ``logits``: their mean and standard deviation (at least ``MIN_SCALE``)."""
+    logits = np.asarray(logits)
+    return logits.mean(axis=0), np.maximum(logits.std(axis=0), MIN_SCALE)
 
 
 def platt_parameters(scores, labels):

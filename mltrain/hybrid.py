@@ -28,7 +28,16 @@ from diagnosis.artefact import read_metadata
 from . import baselines, calibration
 from .metrics import mean_auroc, per_finding_auroc
 from .recalibration import copy_config
-from .training import TrainingError, load_keras_models, member_fold, pooled_folds, write_artefact
+from .training import (
+    TrainingError,
+    fold_means,
+    load_keras_models,
+    member_fold,
+    out_of_fold,
+    pooled_folds,
+    selection_of,
+    write_artefact,
+)
 
 # The networks' share of a member's score: equal, fixed before any figure was seen, never tuned.
 WEIGHT = 0.5
@@ -75,15 +84,13 @@ def load_members(path):
 def network_logits(network, pixels, batch_size=128):
     """Logits of ``network``'s sigmoid head for ``pixels`` [N, S, S], taken before the sigmoid as the
     served graph takes them (recovering them from float32 probabilities loses precision near 0 and 1)."""
-    head = network.get_layer("head")
-    kernel, bias = (np.asarray(weight, dtype=np.float64) for weight in head.get_weights())
-    logits = []
-    for start in range(0, len(pixels), batch_size):
-        batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)[..., None]
-        x = network.get_layer("normalise")(batch)
-        pooled = network.get_layer("pool")(network.get_layer("backbone")(x, training=False))
-        logits.append(np.asarray(pooled, dtype=np.float64) @ kernel + bias)
-    return np.concatenate(logits) if logits else np.zeros((0, kernel.shape[1]))
+    from .networks import features_and_logits
+
+    logits = [
+        np.asarray(features_and_logits(network, np.asarray(pixels[start : start + batch_size], np.float32)[..., None])[1])
+        for start in range(0, len(pixels), batch_size)
+    ]
+    return np.concatenate(logits).astype(np.float64)
 
 
 def fit(networks, pooled, strength):
@@ -98,42 +105,30 @@ def fit(networks, pooled, strength):
     features = baselines.hog(pooled["pixels"])
     masks = [fold_of == fold for fold in range(folds)]
     linear = [baselines.fit_linear(features[~mask], labels[~mask], strength) for mask in masks]
-    members, raw = [], []
-    alone = {"networks": np.zeros(labels.shape), "hog": np.zeros(labels.shape)}
-    for index, network in enumerate(networks):
-        fold = member_fold(index, folds)
-        mask = masks[fold]
+    member_folds = [member_fold(index, folds) for index in range(len(networks))]
+    members, raw, parts = [], [], {"networks": [], "hog": []}
+    for network, fold in zip(networks, member_folds):
         weights, biases = linear[fold]
-        cnn_logits = network_logits(network, pooled["pixels"][mask])
-        hog_logits = features[mask] @ weights + biases
-        cnn_centre, cnn_scale = _standardiser(cnn_logits)
-        hog_centre, hog_scale = _standardiser(hog_logits)
+        cnn_logits = network_logits(network, pooled["pixels"][masks[fold]])
+        hog_logits = features[masks[fold]] @ weights + biases
         member = HogMember(
-            weights, biases, hog_centre, hog_scale, cnn_centre, cnn_scale, network_weights(cnn_logits)
+            weights, biases, *calibration.logit_standardiser(hog_logits), *calibration.logit_standardiser(cnn_logits),
+            network_weights(cnn_logits),
         )
         members.append(member)
         raw.append(calibration.sigmoid(member.combine(cnn_logits, hog_logits)))
-        alone["networks"][mask] += cnn_logits / (len(networks) // folds)
-        alone["hog"][mask] = hog_logits
-    member_folds = [member_fold(index, folds) for index in range(len(networks))]
+        parts["networks"].append(cnn_logits)
+        parts["hog"].append(hog_logits)
     heads, calibrated, fitted = calibration.fit_ensemble(raw, [labels[mask] for mask in masks], member_folds)
     for member, (slopes, intercepts) in zip(members, heads):
         member.slopes, member.intercepts = np.asarray(slopes), np.asarray(intercepts)
-    out_of_fold, uncalibrated = np.zeros(labels.shape, dtype=np.float32), np.zeros(labels.shape, dtype=np.float32)
-    for fold, (mask, scores) in enumerate(zip(masks, calibrated)):
-        out_of_fold[mask] = scores
-        uncalibrated[mask] = np.mean([r for r, f in zip(raw, member_folds) if f == fold], axis=0)
-    selection = {
-        "probabilities": out_of_fold,
-        "uncalibrated_probabilities": uncalibrated,
-        "labels": labels,
-        "patients": pooled["patients"],
-        "sources": pooled["sources"],
-        "calibration": fitted,
-        "parts": {
-            f"{part}_out_of_fold_mean_auroc": mean_auroc(per_finding_auroc(labels, scores))
-            for part, scores in alone.items()
-        },
+    uncalibrated = out_of_fold(pooled, fold_means(raw, member_folds, folds))
+    selection = selection_of(pooled, out_of_fold(pooled, calibrated), uncalibrated, fitted)
+    selection["parts"] = {
+        f"{part}_out_of_fold_mean_auroc": mean_auroc(
+            per_finding_auroc(labels, out_of_fold(pooled, fold_means(scores, member_folds, folds)))
+        )
+        for part, scores in parts.items()
     }
     return members, selection
 
@@ -143,10 +138,6 @@ def network_weights(cnn_logits):
     the held-out fold (a member stopped before it learnt anything), whose float noise standardising
     would blow up."""
     return np.where(np.asarray(cnn_logits).std(axis=0) > calibration.MIN_SCALE, WEIGHT, 0.0)
-
-
-def _standardiser(logits):
-    return logits.mean(axis=0), np.maximum(logits.std(axis=0), calibration.MIN_SCALE)
 
 
 def served_probabilities(networks, members, pixels):
@@ -200,26 +191,17 @@ def member_serving_function(network, member, size):
     import tensorflow as tf
 
     from .export import INPUT_NAME
-    from .networks import class_activation_maps
-
-    head_layer = network.get_layer("head")
+    from .networks import class_activation_maps, features_and_logits
 
     def serve(image):
         # Constants made inside the trace become graph constants; made outside, tf2onnx takes
         # them for extra inputs.
-        constants = {field.name: tf.constant(np.asarray(getattr(member, field.name)), tf.float32)
-                     for field in dataclasses.fields(HogMember)}
-        slopes, intercepts = constants["slopes"], constants["intercepts"]
-        weights, biases = constants["weights"], constants["biases"]
-        x = network.get_layer("normalise")(image)
-        features = network.get_layer("backbone")(x, training=False)
-        pooled = network.get_layer("pool")(features)
-        cnn_logits = tf.matmul(pooled, head_layer.kernel) + head_layer.bias
-        hog_logits = tf.matmul(hog_graph(image), weights) + biases
-        r = (constants["cnn_weight"] * (cnn_logits - constants["cnn_centre"]) / constants["cnn_scale"]
-             + (1 - WEIGHT) * (hog_logits - constants["hog_centre"]) / constants["hog_scale"])
+        constant = HogMember(**{field.name: tf.constant(np.asarray(getattr(member, field.name)), tf.float32)
+                                for field in dataclasses.fields(HogMember)})
+        features, cnn_logits = features_and_logits(network, image)
+        r = constant.combine(cnn_logits, tf.matmul(hog_graph(image), constant.weights) + constant.biases)
         return {
-            "probabilities": tf.identity(tf.sigmoid(slopes * r + intercepts), name="probabilities"),
+            "probabilities": tf.identity(tf.sigmoid(constant.slopes * r + constant.intercepts), name="probabilities"),
             "cams": tf.identity(class_activation_maps(network, features), name="cams"),
         }
 

@@ -64,13 +64,19 @@ class StandardiseImage(keras.layers.Layer):
         return input_shape
 
 
-def features_and_probabilities(model, images):
-    """The backbone's last conv map and the sigmoid outputs of ``model`` for ``images`` (inference)."""
+def features_and_logits(model, images):
+    """The backbone's last conv map and the head's logits (before its sigmoid) for ``images`` (inference)."""
     x = model.get_layer("normalise")(images)
     features = model.get_layer("backbone")(x, training=False)
     pooled = model.get_layer("pool")(features)
-    probabilities = model.get_layer("head")(pooled)
-    return features, probabilities
+    head = model.get_layer("head")
+    return features, keras.ops.matmul(pooled, head.kernel) + head.bias
+
+
+def features_and_probabilities(model, images):
+    """The backbone's last conv map and the sigmoid outputs of ``model`` for ``images`` (inference)."""
+    features, logits = features_and_logits(model, images)
+    return features, keras.ops.sigmoid(logits)
 
 
 def class_activation_maps(model, features):

@@ -482,22 +482,37 @@ def ensemble_selection(networks, pooled, calibrate):
     masks = [fold_of == fold for fold in range(folds)]
     member_folds = [member_fold(index, folds) for index in range(len(networks))]
     raw = [predict([network], pooled["pixels"][masks[fold]]) for network, fold in zip(networks, member_folds)]
-    uncalibrated = np.zeros(labels.shape, dtype=np.float32)
-    for fold, mask in enumerate(masks):
-        # The mean over the fold's members, as the served graph averages its members.
-        uncalibrated[mask] = np.mean([scores for scores, f in zip(raw, member_folds) if f == fold], axis=0)
-    out_of_fold, fitted = uncalibrated, None
+    uncalibrated = out_of_fold(pooled, fold_means(raw, member_folds, folds))
+    probabilities, fitted = uncalibrated, None
     if calibrate:
         heads, calibrated, fitted = calibration.fit_ensemble(raw, [labels[mask] for mask in masks], member_folds)
         for network, (slopes, intercepts) in zip(networks, heads):
             calibration.calibrate_head(network, slopes, intercepts)
-        out_of_fold = np.zeros(labels.shape, dtype=np.float32)
-        for mask, scores in zip(masks, calibrated):
-            out_of_fold[mask] = scores
+        probabilities = out_of_fold(pooled, calibrated)
+    return selection_of(pooled, probabilities, uncalibrated, fitted)
+
+
+def fold_means(member_scores, member_folds, folds):
+    """Per fold, the mean of its members' scores on it, as the served graph averages its members."""
+    return [
+        np.mean([scores for scores, f in zip(member_scores, member_folds) if f == fold], axis=0) for fold in range(folds)
+    ]
+
+
+def out_of_fold(pooled, per_fold):
+    """One float32 array over ``pooled``'s images from per-fold arrays: fold k's images get ``per_fold[k]``."""
+    scores = np.zeros(pooled["labels"].shape, dtype=np.float32)
+    for fold, values in enumerate(per_fold):
+        scores[pooled["fold_of"] == fold] = values
+    return scores
+
+
+def selection_of(pooled, probabilities, uncalibrated, fitted):
+    """The selection dict ``write_artefact`` takes for out-of-fold scores of ``pooled``'s images."""
     return {
-        "probabilities": out_of_fold,
+        "probabilities": probabilities,
         "uncalibrated_probabilities": uncalibrated,
-        "labels": labels,
+        "labels": pooled["labels"],
         "patients": pooled["patients"],
         "sources": pooled["sources"],
         "calibration": fitted,

@@ -139,3 +139,14 @@ def preprocessed(tmp_path, nih_sample):
     preprocess(data_dir, out, size=16, workers=1, seed=42, progress=False)
     return out
 
+
+
+@pytest.fixture
+def data_dir(tmp_path, settings):
+    """A tiny unbalanced preprocessed folder, with models and mltrain data under ``tmp_path``
+    (``test_train`` overrides it with balanced sets for per-finding training)."""
+    from mltrain.tests.test_train import make_preprocessed
+
+    settings.DISPREDO_MODEL_DIR = tmp_path / "models"
+    settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"
+    return make_preprocessed(tmp_path / "data", balanced=False)

@@ -10,7 +10,7 @@ from mltrain import nih, registry, training
 from mltrain.networks import AuxiliaryLoss, auxiliary_targets
 from mltrain.tests.conftest import HEADER
 from mltrain.tests.conftest import write_label_file
-from mltrain.tests.test_train import SPLIT_COUNTS, make_preprocessed, tiny_config
+from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
 from mltrain.training import TrainConfig, TrainingError
 
 
@@ -96,13 +96,6 @@ def test_config_checks_auxiliary_and_mixup(changes, message):
     with pytest.raises(ValueError) as raised:
         TrainConfig(**changes)
     assert str(raised.value) == message
-
-
-@pytest.fixture
-def data_dir(tmp_path, settings):
-    settings.DISPREDO_MODEL_DIR = tmp_path / "models"
-    settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"
-    return make_preprocessed(tmp_path / "data", balanced=False)
 
 
 def _with_label_file(data_dir, tmp_path):

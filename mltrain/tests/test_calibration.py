@@ -109,13 +109,6 @@ def test_calibration_folded_into_the_head_equals_rescaling_the_outputs():
     np.testing.assert_allclose(network.predict(images, verbose=0), calibration.apply(before, slopes, intercepts), atol=1e-5)
 
 
-@pytest.fixture
-def data_dir(tmp_path, settings):
-    settings.DISPREDO_MODEL_DIR = tmp_path / "models"
-    settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"
-    return make_preprocessed(tmp_path / "data", balanced=False)
-
-
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_calibrate_makes_a_calibrated_copy_of_an_uncalibrated_ensemble(tmp_path, data_dir, capsys):

@@ -9,15 +9,8 @@ from diagnosis.artefact import read_metadata
 from diagnosis.findings import FINDINGS
 from mltrain import registry, training
 from mltrain.evaluation import EvaluationError, evaluate
-from mltrain.tests.test_train import SPLIT_COUNTS, make_preprocessed, tiny_config
+from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
 from mltrain.training import TrainConfig, TrainingError, patient_folds
-
-
-@pytest.fixture
-def data_dir(tmp_path, settings):
-    settings.DISPREDO_MODEL_DIR = tmp_path / "models"
-    settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"
-    return make_preprocessed(tmp_path / "data", balanced=False)
 
 
 def test_folds_keep_each_patient_in_one_fold_and_spread_the_sources():

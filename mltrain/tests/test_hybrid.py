@@ -10,7 +10,7 @@ from diagnosis.artefact import read_metadata
 from diagnosis.findings import FINDINGS
 from mltrain import baselines, hybrid, registry, training
 from mltrain.evaluation import evaluate
-from mltrain.tests.test_train import SPLIT_COUNTS, make_preprocessed, tiny_config
+from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
 
 
 def test_the_served_hog_is_the_baselines_hog():
@@ -60,13 +60,6 @@ def test_a_network_whose_logits_do_not_move_is_left_out_of_the_score():
     score = member.combine(np.array([[2.0, 0.30001]]), np.array([[5.0, 5.0]]))
     # 0.5 * (2 - 0) / 2 + 0.5 * (5 - 1) / 2, and for the second finding the HOG part alone.
     np.testing.assert_allclose(score, [[1.5, 1.0]])
-
-
-@pytest.fixture
-def data_dir(tmp_path, settings):
-    settings.DISPREDO_MODEL_DIR = tmp_path / "models"
-    settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"
-    return make_preprocessed(tmp_path / "data", balanced=False)
 
 
 @pytest.mark.slow

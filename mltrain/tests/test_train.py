@@ -85,6 +85,7 @@ def tiny_config(tmp_path, **changes):
 
 @pytest.fixture
 def data_dir(tmp_path, settings):
+    # Overrides conftest's: per-finding training here needs the balanced sets.
     settings.DISPREDO_MODEL_DIR = tmp_path / "models"
     settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"
     return make_preprocessed(tmp_path / "data")

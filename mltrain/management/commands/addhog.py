@@ -1,19 +1,15 @@
 """manage.py addhog: a cross-validated ensemble joined with HOG + logistic regression, as a new version."""
 
-from pathlib import Path
-
 from django.core.management.base import CommandError
 
-from diagnosis.artefact import ArtefactError
-from mltrain.dataset import DatasetError
-from mltrain.export import ExportError
+from diagnosis.artefact import read_metadata
 from mltrain.hybrid import add_hog
-from mltrain.management.version_option import ModelVersionCommand
-from mltrain.registry import artefact_directory, find_version
-from mltrain.training import TrainingError, summary_table
+from mltrain.management.new_version import NEW_VERSION_ERRORS, NewVersionCommand
+from mltrain.registry import artefact_directory
+from mltrain.training import summary_table
 
 
-class Command(ModelVersionCommand):
+class Command(NewVersionCommand):
     help = (
         "Join each network of a calibrated cross-validated ensemble with a logistic regression on HOG "
         "features fitted on the same fold, calibrate the joint members on the folds they left out and "
@@ -21,30 +17,23 @@ class Command(ModelVersionCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--version", dest="version_name", required=True, help="Name of the ensemble's model version.")
-        parser.add_argument("--name", required=True, help="Name of the new model version.")
-        parser.add_argument("--data-dir", type=Path, default=None, help="The preprocessed data it was trained on (default: as recorded).")
+        super().add_arguments(parser)
         parser.add_argument(
             "--strength", type=float, default=None,
             help="Logistic regression C (default: the best on the validation split, as python -m mltrain.baselines chooses).",
         )
-        parser.add_argument("--activate", action="store_true", help="Make the new version the one uploads use.")
 
     def handle(self, *args, **options):
-        source = find_version(options["version_name"])
-        if source is None:
-            raise CommandError(f"No model version named {options['version_name']!r}; list them in the admin.")
+        source = self.source_directory(options["version_name"])
         if options["strength"] is not None and options["strength"] <= 0:
             raise CommandError("--strength must be positive.")
         try:
             version = add_hog(
-                artefact_directory(source), options["name"], data_dir=options["data_dir"],
+                source, options["name"], data_dir=options["data_dir"],
                 strength=options["strength"], activate=options["activate"], stream=self.stdout,
             )
-        except (ValueError, TrainingError, DatasetError, ArtefactError, ExportError) as exc:
+        except NEW_VERSION_ERRORS as exc:
             raise CommandError(str(exc)) from exc
-        from diagnosis.artefact import read_metadata
-
         metadata = read_metadata(artefact_directory(version))
         for line in summary_table(metadata):
             self.stdout.write(line)
