@@ -5,6 +5,7 @@ mean AUROC averages the findings where it is defined.
 """
 
 import math
+import warnings
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
@@ -83,17 +84,36 @@ def patient_bootstrap(labels, score_sets, patients, rounds=BOOTSTRAP_ROUNDS, see
     Every score set sees the same resamples, so differences between columns are paired.
     """
     labels = np.asarray(labels).astype(int)
-    patients = np.asarray(patients)
-    ids, first = np.unique(patients, return_inverse=True)
-    order = np.argsort(first, kind="stable")
-    members = np.split(order, np.cumsum(np.bincount(first))[:-1])  # each patient's image indices
+    ids, patient_of = np.unique(np.asarray(patients), return_inverse=True)
     rng = np.random.default_rng(seed)
+    # A resample is how many times each image was drawn: its patient's count.
+    counts = np.stack([np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids)) for _ in range(rounds)])
+    weights = counts[:, patient_of].astype(np.float64)
     results = np.empty((rounds, len(score_sets)))
-    for r in range(rounds):
-        chosen = np.concatenate([members[i] for i in rng.integers(0, len(ids), len(ids))])
-        for k, scores in enumerate(score_sets):
-            results[r, k] = mean_auroc(per_finding_auroc(labels[chosen], np.asarray(scores)[chosen]))
+    for k, scores in enumerate(score_sets):
+        scores = np.asarray(scores)
+        per_finding = np.stack([weighted_auroc(labels[:, i], scores[:, i], weights) for i in range(labels.shape[1])], 1)
+        with warnings.catch_warnings():  # a resample where no finding has both classes is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            results[:, k] = np.nanmean(per_finding, axis=1)
     return results
+
+
+def weighted_auroc(labels, scores, weights):
+    """AUROC of ``scores`` with each image counted ``weights[r, i]`` times, for each row ``r`` of
+    ``weights`` [R, N]: what ``auroc`` gives on the data with the images repeated, computed at once
+    for all R (the Mann-Whitney count, ties counted half). NaN where a row lacks a class."""
+    order = np.argsort(scores, kind="stable")
+    ordered = np.asarray(scores)[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # runs of tied scores
+    positive = np.asarray(labels)[order] == 1
+    weights = np.asarray(weights, dtype=np.float64)[:, order]
+    pos = np.add.reduceat(weights * positive, starts, axis=1)
+    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negatives scored strictly lower
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, math.nan)
 
 
 def interval(values, level=0.95):

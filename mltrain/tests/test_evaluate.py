@@ -131,3 +131,21 @@ def test_patient_bootstrap_resamples_whole_patients_and_pairs_the_score_sets():
     assert 0.4 < low < 0.5 < high < 0.6
     # The same resamples: repeating with the seed repeats the figures.
     np.testing.assert_array_equal(rounds, patient_bootstrap(labels, [perfect, noise], patients, rounds=200, seed=1))
+
+
+def test_weighted_auroc_is_auroc_on_the_images_repeated_by_their_weights():
+    from mltrain.metrics import auroc, weighted_auroc
+
+    rng = np.random.default_rng(4)
+    labels = np.array([0, 1, 0, 1, 1, 0, 0, 1, 0, 0])
+    scores = np.round(rng.random(10), 1)  # one decimal: many ties
+    weights = rng.integers(0, 4, (50, 10))
+    weights[0] = labels * 2  # no negative left: undefined
+
+    got = weighted_auroc(labels, scores, weights)
+
+    assert np.isnan(got[0])
+    for row, weight in zip(got[1:], weights[1:]):
+        repeated = np.repeat(np.arange(10), weight)
+        expected = auroc(labels[repeated], scores[repeated])
+        assert row == pytest.approx(expected, abs=1e-12) or (np.isnan(row) and np.isnan(expected))
