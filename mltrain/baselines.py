@@ -1,6 +1,8 @@
-"""A non-deep reference on the same split: HOG features + logistic regression, one per finding.
+"""Non-deep references on the same split: logistic regression, one per finding, on HOG features
+of the image or on what the label file records of it (age, sex, AP/PA view).
 
-    python -m mltrain.baselines --data var/mltrain/preprocessed-64 [--model models/default] [--folds 5]
+    python -m mltrain.baselines --data var/mltrain/preprocessed-64 [--features hog|attributes]
+        [--model models/default] [--folds 5]
 
 The issue's reference points (plain MobileNet about 0.62, HOG + logistic regression about 0.61)
 were measured on someone else's held-out patients; on a test split of 137 patients a method's
@@ -9,6 +11,9 @@ Dispredo's own split so the shipped model is compared on the same patients. The 
 strength is chosen on the validation split, the final fit uses train + val, and the test split is
 scored once. With ``--model``, that artefact's served graph is scored on the same test images and
 the difference in mean AUROC gets a paired 95 % patient-bootstrap interval.
+
+``--features attributes`` asks how far age, sex and view alone go: the images' share of a model's
+figure is what it adds beyond them. The served model never sees these attributes.
 """
 
 import argparse
@@ -19,6 +24,7 @@ import numpy as np
 
 CELL = 8  # pixels per HOG cell side
 BINS = 9  # unsigned orientations over 0..180 degrees
+FEATURES = ("hog", "attributes")
 STRENGTHS = (0.000003, 0.00001, 0.00003, 0.0001, 0.0003, 0.001)  # logistic regression C, chosen on validation
 
 
@@ -44,6 +50,19 @@ def hog(pixels, cell=CELL, bins=BINS):
     blocks = np.minimum(blocks, 0.2)
     blocks /= np.sqrt((blocks**2).sum(axis=-1, keepdims=True) + 1e-6)
     return blocks.reshape(count, -1)
+
+
+def features_of(kind, data_dir, pixels, names):
+    """The baseline's features of the images ``pixels`` [N, S, S] named ``names``: their HOG, or the
+    label file's age, age squared, sex and view (``training.image_attributes``)."""
+    if kind == "hog":
+        return hog(pixels)
+    if kind == "attributes":
+        from .training import image_attributes
+
+        recorded = image_attributes(data_dir, names, needed_by="--features attributes")
+        return np.column_stack([recorded, recorded[:, :1] ** 2])
+    raise ValueError(f"Unknown features {kind!r}; choose from {', '.join(FEATURES)}.")
 
 
 def fit_linear(features, labels, strength):
@@ -77,8 +96,8 @@ def fit_predict(features, labels, scored, strength):
 
 def choose_strength(data_dir, stream=None, splits=None, features=None):
     """``(strength, {strength: validation mean AUROC})``: the regularisation that scores best on the
-    validation split when fitted on the training split. ``splits`` and their HOG ``features``, when
-    the caller has them already, save loading and computing them again."""
+    validation split when fitted on the training split. ``splits`` and their ``features`` (default
+    HOG), when the caller has them already, save loading and computing them again."""
     from . import dataset
     from .metrics import mean_auroc, per_finding_auroc
 
@@ -94,13 +113,14 @@ def choose_strength(data_dir, stream=None, splits=None, features=None):
     return max(by_strength, key=by_strength.get), by_strength
 
 
-def hog_logistic_regression(data_dir, stream=None):
-    """``{"strength", "val_mean_auroc" per strength, "test_mean_auroc", "test_auroc"}`` of the baseline."""
+def linear_baseline(data_dir, stream=None, kind="hog"):
+    """``{"strength", "val_mean_auroc" per strength, "test_mean_auroc", "test_auroc"}`` of the baseline
+    on the features ``kind`` (``FEATURES``)."""
     from . import dataset
     from .metrics import mean_auroc, per_finding_auroc
 
     splits = {name: dataset.load_split(data_dir, name) for name in ("train", "val", "test")}
-    features = {name: hog(split.pixels) for name, split in splits.items()}
+    features = {name: features_of(kind, data_dir, split.pixels, split.names) for name, split in splits.items()}
     strength, by_strength = choose_strength(data_dir, stream, splits, features)
     labels = {name: np.asarray(split.labels) for name, split in splits.items()}
     pooled = np.concatenate([features["train"], features["val"]])
@@ -117,7 +137,7 @@ def hog_logistic_regression(data_dir, stream=None):
     }
 
 
-def cross_validated(data_dir, strength, folds=5, seed=0):
+def cross_validated(data_dir, strength, folds=5, seed=0, kind="hog"):
     """Out-of-fold figures of the baseline at ``strength`` on the patient-grouped folds of train + val
     that ``manage.py train --folds`` cuts with ``seed``: the comparison with an ensemble's own
     out-of-fold figures, on 1,413 images instead of the test split's 239. Returns
@@ -126,7 +146,8 @@ def cross_validated(data_dir, strength, folds=5, seed=0):
     from .training import pooled_folds
 
     pooled = pooled_folds(data_dir, folds, seed)
-    features, labels, fold_of = hog(pooled["pixels"]), pooled["labels"], pooled["fold_of"]
+    features = features_of(kind, data_dir, pooled["pixels"], pooled["names"])
+    labels, fold_of = pooled["labels"], pooled["fold_of"]
     scores = np.zeros(labels.shape)
     held_out = [fold_of == fold for fold in range(folds)]
     for mask in held_out:
@@ -166,8 +187,14 @@ def compare(model_dir, data_dir, baseline_scores):
 def main(argv=None):
     import sys
 
+    from .training import TrainingError
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="A preprocessed directory (manage.py preprocess).")
+    parser.add_argument(
+        "--features", choices=FEATURES, default="hog",
+        help="HOG of the image (default), or the label file's age, sex and view of it.",
+    )
     parser.add_argument("--model", help="A model artefact directory to compare on the same test images.")
     parser.add_argument(
         "--folds", type=int, default=0,
@@ -175,13 +202,19 @@ def main(argv=None):
         "manage.py train --folds K --seed 0 uses (default: no).",
     )
     args = parser.parse_args(argv)
-    result = hog_logistic_regression(args.data, stream=sys.stdout)
-    print(f"HOG ({result['features']} features) + logistic regression, C={result['strength']} (chosen on val), "
+    try:
+        result = linear_baseline(args.data, stream=sys.stdout, kind=args.features)
+    except TrainingError as exc:
+        parser.exit(2, f"{exc}\n")
+    described = "HOG" if args.features == "hog" else "Age, age², sex and view"
+    print(f"{described} ({result['features']} features) + logistic regression, C={result['strength']} (chosen on val), "
           f"fitted on train + val: test mean AUROC {result['test_mean_auroc']:.3f}")
     for name, value in result["test_auroc"].items():
         print(f"  {name:<20} {value:.3f}" if value is not None and value == value else f"  {name:<20} n/a")
     if args.folds:
-        result["cross_validated"] = found = cross_validated(args.data, result["strength"], folds=args.folds)
+        result["cross_validated"] = found = cross_validated(
+            args.data, result["strength"], folds=args.folds, kind=args.features
+        )
         folds = ", ".join(f"{value:.3f}" for value in found["fold_mean_auroc"])
         print(f"Out of fold ({args.folds} folds of train + val, seed 0): fold means {folds} "
               f"(mean {np.mean(found['fold_mean_auroc']):.3f}); pooled {found['pooled_mean_auroc']:.3f}")

@@ -379,7 +379,7 @@ def predict(networks, pixels, batch_size=128):
     return np.mean([network.predict(padded, batch_size=batch_size, verbose=0)[:count] for network in networks], axis=0)
 
 
-def image_attributes(data_dir, names):
+def image_attributes(data_dir, names, needed_by="--auxiliary"):
     """Auxiliary training targets (``networks.auxiliary_targets``) of the images ``names``, read from
     the label file of the NIH folder the preprocessed data in ``data_dir`` came from."""
     from . import nih
@@ -390,7 +390,7 @@ def image_attributes(data_dir, names):
         return auxiliary_targets(nih.read_image_attributes(nih.find_label_file(source), [str(n) for n in names]))
     except (nih.NihDataError, TypeError) as exc:
         raise TrainingError(
-            f"--auxiliary needs the NIH label file the data came from ({source}): {exc}"
+            f"{needed_by} needs the NIH label file the data came from ({source}): {exc}"
         ) from exc
 
 
@@ -418,9 +418,7 @@ def train_multilabel(config, data_dir, stream, verbosity):
 
     pooled = pooled_folds(data_dir, config.folds, config.seed, train_split, val_split)
     pixels, labels, fold_of = pooled["pixels"], pooled["labels"], pooled["fold_of"]
-    attributes = None
-    if config.auxiliary:
-        attributes = image_attributes(data_dir, np.concatenate([train_split.names, val_split.names]))
+    attributes = image_attributes(data_dir, pooled["names"]) if config.auxiliary else None
     networks, figures = [], {}
     for index in range(config.folds * config.repeats):
         fold, repeat = member_fold(index, config.folds), index // config.folds
@@ -450,7 +448,7 @@ def train_multilabel(config, data_dir, stream, verbosity):
 
 def pooled_folds(data_dir, folds, seed, train_split=None, val_split=None):
     """Train + val pooled, with each image's patient-grouped fold: what a cross-validated ensemble
-    trains on. Keys: pixels, labels (float32), patients, sources, fold_of."""
+    trains on. Keys: pixels, labels (float32), patients, names, sources, fold_of."""
     train_split = train_split or dataset.load_split(data_dir, "train")
     val_split = val_split or dataset.load_split(data_dir, "val")
     # In memory: train + val of the sample, or of the full dataset at 64 px, is a few hundred MB.
@@ -458,6 +456,7 @@ def pooled_folds(data_dir, folds, seed, train_split=None, val_split=None):
         "pixels": np.concatenate([train_split.pixels, val_split.pixels]),
         "labels": np.concatenate([train_split.labels, val_split.labels]).astype(np.float32),
         "patients": np.concatenate([train_split.patients, val_split.patients]),
+        "names": np.concatenate([train_split.names, val_split.names]),
         "sources": np.concatenate([train_split.source_sizes, val_split.source_sizes]),
     }
     pooled["fold_of"] = patient_folds(pooled["patients"], pooled["labels"], pooled["sources"], folds, seed)

@@ -5,6 +5,7 @@ repository; tests that need it skip, saying so, when it is absent.
 """
 
 import csv
+import json
 import os
 import shutil
 from pathlib import Path
@@ -82,6 +83,16 @@ def write_label_file(path, header, rows):
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def point_at_label_file(data_dir, source, rows):
+    """Make ``source`` an NIH folder whose label file has ``rows``, and the preprocessed ``data_dir``'s
+    manifest say it came from there."""
+    source.mkdir()
+    write_label_file(source / LABEL_FILE, HEADER, rows)
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    manifest["source"] = str(source)
+    (data_dir / "manifest.json").write_text(json.dumps(manifest))
 
 
 def made_up_row(name, labels, patient, width):

@@ -1,15 +1,12 @@
 """Multi-task training on each image's recorded age, sex and view, and mixup batches."""
 
-import json
-
 import numpy as np
 import pytest
 
 from diagnosis.artefact import read_metadata
 from mltrain import nih, registry, training
 from mltrain.networks import AuxiliaryLoss, auxiliary_targets
-from mltrain.tests.conftest import HEADER
-from mltrain.tests.conftest import write_label_file
+from mltrain.tests.conftest import HEADER, point_at_label_file, write_label_file
 from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
 from mltrain.training import TrainConfig, TrainingError
 
@@ -100,14 +97,9 @@ def test_config_checks_auxiliary_and_mixup(changes, message):
 
 def _with_label_file(data_dir, tmp_path):
     """Point the tiny data's manifest at an NIH folder whose label file lists its images."""
-    source = tmp_path / "nih"
-    source.mkdir()
     names = np.concatenate([np.load(data_dir / f"{split}_names.npy") for split in SPLIT_COUNTS])
     rows = [_row(str(name), str(20 + i), "MF"[i % 2], ("AP", "PA")[i % 3 == 0]) for i, name in enumerate(names)]
-    write_label_file(source / "Data_Entry_2017.csv", HEADER, rows)
-    manifest = json.loads((data_dir / "manifest.json").read_text())
-    manifest["source"] = str(source)
-    (data_dir / "manifest.json").write_text(json.dumps(manifest))
+    point_at_label_file(data_dir, tmp_path / "nih", rows)
 
 
 @pytest.mark.django_db

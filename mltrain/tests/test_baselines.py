@@ -1,7 +1,9 @@
 """The HOG + logistic regression reference scored on Dispredo's own split."""
 
 import numpy as np
-from mltrain.baselines import BINS, STRENGTHS, hog, hog_logistic_regression
+import pytest
+
+from mltrain.baselines import BINS, STRENGTHS, hog, linear_baseline
 from mltrain.tests.test_train import make_preprocessed
 
 
@@ -20,7 +22,7 @@ def test_hog_sees_edges_and_their_direction():
 def test_the_baseline_chooses_its_strength_on_validation_and_scores_test(tmp_path):
     data = make_preprocessed(tmp_path / "data", balanced=False)
 
-    result = hog_logistic_regression(data)
+    result = linear_baseline(data)
 
     assert result["strength"] in STRENGTHS
     assert set(result["val_mean_auroc"]) == set(STRENGTHS)
@@ -47,3 +49,37 @@ def test_out_of_fold_scores_come_from_a_fit_without_the_fold(tmp_path):
     assert len(result["fold_mean_auroc"]) == 2
     # Every image scored once, out of fold: the bright quarter is still found.
     assert per_finding_auroc(pooled["labels"], result["scores"])["Atelectasis"] > 0.8
+
+
+def test_the_attributes_baseline_reads_age_sex_and_view_of_each_image(tmp_path, capsys):
+    from mltrain.baselines import features_of, main
+    from mltrain.tests.conftest import point_at_label_file
+
+    data = make_preprocessed(tmp_path / "data", balanced=False)
+    splits = ("train", "val", "test")
+    names = np.concatenate([np.load(data / f"{split}_names.npy") for split in splits])
+    labels = np.concatenate([np.load(data / f"{split}_labels.npy") for split in splits])
+    # Consolidation (the second finding) comes with old age; sex and view follow the image's order.
+    rows = [
+        [str(name), "x", "0", "1", "80" if label[1] else str(30 + i % 20), "MF"[i % 2], ("PA", "AP")[i % 3 == 0],
+         "2500", "2048", "0.143", "0.143"]
+        for i, (name, label) in enumerate(zip(names, labels))
+    ]
+
+    with pytest.raises(SystemExit) as refused:
+        main(["--data", str(data), "--features", "attributes"])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.startswith(
+        "--features attributes needs the NIH label file the data came from (synthetic): No NIH label file in synthetic"
+    )
+
+    point_at_label_file(data, tmp_path / "nih", rows)
+    features = features_of("attributes", data, None, names[:3])
+    first_age = (float(rows[0][4]) - 50) / 20  # standardised as the auxiliary targets are
+    np.testing.assert_allclose(features[0], [first_age, 1.0, 1.0, first_age**2])  # male, AP
+    np.testing.assert_allclose(features[1][1:3], [0.0, 0.0])  # female, PA
+    result = main(["--data", str(data), "--features", "attributes", "--folds", "2"])
+    assert result["features"] == 4
+    assert result["test_auroc"]["Consolidation"] == 1.0  # age alone separates it
+    assert "Age, age², sex and view (4 features) + logistic regression" in capsys.readouterr().out
+    assert len(result["cross_validated"]["fold_mean_auroc"]) == 2
