@@ -145,11 +145,19 @@ class ModelVersionAdmin(admin.ModelAdmin):
                     '<img alt="ROC curves" style="max-width:640px" src="data:image/png;base64,{}">',
                     base64.b64encode(roc.read_bytes()).decode(),
                 )
+            flags = ""
+            if "flags_per_image" in report:  # reports saved before these figures lack them
+                flags = format_html(
+                    "<p>Flags per image {} (findings present per image {}); mean probability {} against a "
+                    "prevalence of {}; Brier score {}.</p>",
+                    _fmt(report["flags_per_image"]), _fmt(report["findings_per_image"]),
+                    _fmt(report["mean_probability"]), _fmt(report["prevalence"]), _fmt(report["brier_score"]),
+                )
             parts.append(
                 format_html(
-                    "<h3>{} split: mean AUROC {}</h3><table><tr><th>Finding</th><th>AUROC</th><th>Precision</th>"
+                    "<h3>{} split: mean AUROC {}</h3>{}<table><tr><th>Finding</th><th>AUROC</th><th>Precision</th>"
                     "<th>Recall</th><th>F1</th></tr>{}</table>{}",
-                    split, _fmt(report.get("mean_auroc")), rows, image,
+                    split, _fmt(report.get("mean_auroc")), flags, rows, image,
                 )
             )
         return format_html_join("", "{}", ((part,) for part in parts))

@@ -72,11 +72,19 @@ def compute_report(probabilities, labels, thresholds, source_sizes=None, patient
         name: binary_report(labels[:, i], probabilities[:, i], thresholds[name]) for i, name in enumerate(FINDINGS)
     }
     aurocs = {name: row["auroc"] for name, row in findings.items()}
+    cut = np.array([thresholds[name] for name in FINDINGS])
     report = {
         "images": int(len(labels)),
         "mean_auroc": mean_auroc(aurocs),
         "findings_with_both_classes": sum(not math.isnan(v) for v in aurocs.values()),
         "findings": findings,
+        # What staff see per upload: how many findings are flagged against how many are present, and
+        # whether the probabilities mean what they say (calibration in the large, Brier score).
+        "flags_per_image": float((probabilities >= cut).sum(axis=1).mean()),
+        "findings_per_image": float(labels.sum(axis=1).mean()),
+        "mean_probability": float(probabilities.mean()),
+        "prevalence": float(labels.mean()),
+        "brier_score": float(((probabilities - labels) ** 2).mean()),
     }
     if patients is not None:
         report["mean_auroc_ci95"] = interval(patient_bootstrap(labels, [probabilities], patients)[:, 0])
@@ -164,6 +172,10 @@ def markdown_report(report):
             if report.get("mean_auroc_ci95")
             else "."
         ),
+        "",
+        f"Flags per image: {_fmt(report['flags_per_image'], 1)} (findings present per image: "
+        f"{_fmt(report['findings_per_image'], 2)}). Mean probability {_fmt(report['mean_probability'])} against a "
+        f"prevalence of {_fmt(report['prevalence'])}; Brier score {_fmt(report['brier_score'])} (mean over the findings).",
         "",
         "| Finding | Pos | AUROC | Threshold | Precision | Recall | F1 | Accuracy | TN | FP | FN | TP |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

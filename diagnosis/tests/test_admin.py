@@ -63,6 +63,16 @@ def test_the_model_version_page_shows_its_evaluation(admin_client_, tiny_model):
     html = admin_client_.get(reverse("admin:diagnosis_modelversion_change", args=[tiny_model.pk])).content.decode()
     assert "test split: mean AUROC 0.654" in html
     assert "<td>Edema</td><td>0.700</td><td>0.500</td><td>0.250</td><td>0.333</td>" in html
+    assert "Flags per image" not in html  # a report saved before these figures existed
+    tiny_model.evaluation["test"].update(
+        flags_per_image=6.2, findings_per_image=0.97, mean_probability=0.062, prevalence=0.069, brier_score=0.061
+    )
+    tiny_model.save()
+    html = admin_client_.get(reverse("admin:diagnosis_modelversion_change", args=[tiny_model.pk])).content.decode()
+    assert (
+        "<p>Flags per image 6.200 (findings present per image 0.970); mean probability 0.062 against a "
+        "prevalence of 0.069; Brier score 0.061.</p>"
+    ) in html
     changelist = admin_client_.get(reverse("admin:diagnosis_modelversion_changelist")).content.decode()
     assert "0.654" in changelist
 

@@ -6,7 +6,7 @@ from io import StringIO
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import accuracy_score, brier_score_loss, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
 
 from diagnosis.findings import FINDINGS
 from diagnosis.models import ModelVersion
@@ -50,6 +50,14 @@ def test_figures_equal_scikit_learns_on_a_known_input():
         assert row["confusion_matrix"] == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
     assert report["mean_auroc"] == pytest.approx(np.mean(aurocs))
     assert report["findings_with_both_classes"] == len(FINDINGS) - 1
+    cut = np.array([thresholds[name] for name in FINDINGS])
+    assert report["flags_per_image"] == pytest.approx(np.mean([(row >= cut).sum() for row in probabilities]))
+    assert report["findings_per_image"] == pytest.approx(labels.sum() / len(labels))
+    assert report["prevalence"] == pytest.approx(labels.mean())
+    assert report["mean_probability"] == pytest.approx(probabilities.mean())
+    assert report["brier_score"] == pytest.approx(
+        np.mean([brier_score_loss(labels[:, i], probabilities[:, i]) for i in range(len(FINDINGS))])
+    )
     only_256 = sources == 256
     assert report["per_source"]["256"]["images"] == only_256.sum()
     assert report["per_source"]["256"]["auroc"]["Mass"] == pytest.approx(

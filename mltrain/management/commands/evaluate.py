@@ -46,6 +46,11 @@ class Command(ModelVersionCommand):
             )
         mean = report["mean_auroc"]
         self.stdout.write(f"{'mean AUROC':<20} {'n/a' if mean is None else f'{mean:.3f}':>6}")
+        self.stdout.write(
+            f"flags per image {report['flags_per_image']:.1f} (present: {report['findings_per_image']:.2f}); "
+            f"mean probability {report['mean_probability']:.3f} (prevalence {report['prevalence']:.3f}); "
+            f"Brier score {report['brier_score']:.3f}"
+        )
         for width, row in report.get("per_source", {}).items():
             m = "n/a" if row["mean_auroc"] is None else f"{row['mean_auroc']:.3f}"
             self.stdout.write(f"  source {width:>4} px: {row['images']:>4} images, mean AUROC {m}")
