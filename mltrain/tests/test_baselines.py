@@ -83,3 +83,18 @@ def test_the_attributes_baseline_reads_age_sex_and_view_of_each_image(tmp_path, 
     assert result["test_auroc"]["Consolidation"] == 1.0  # age alone separates it
     assert "Age, age², sex and view (4 features) + logistic regression" in capsys.readouterr().out
     assert len(result["cross_validated"]["fold_mean_auroc"]) == 2
+
+
+def test_the_thumbnail_is_the_layout_of_brightness_whatever_the_exposure():
+    from mltrain.baselines import thumbnail
+
+    image = np.full((1, 32, 32), 40, dtype=np.uint8)
+    image[:, :16, :16] = 200  # a bright top-left quarter
+
+    cells = thumbnail(image).reshape(16, 16)
+
+    # One quarter at +sqrt(3), three at -1/sqrt(3): the image standardised, then block means.
+    np.testing.assert_allclose(cells[:8, :8], np.sqrt(3), rtol=1e-3)
+    np.testing.assert_allclose(cells[8:, :], -1 / np.sqrt(3), rtol=1e-3)
+    dimmer = (image.astype(np.float32) * 0.5 + 30).astype(np.uint8)
+    np.testing.assert_allclose(thumbnail(dimmer), thumbnail(image), atol=1e-3)
