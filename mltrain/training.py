@@ -381,7 +381,8 @@ def predict(networks, pixels, batch_size=128):
 
 def image_attributes(data_dir, names, needed_by="--auxiliary"):
     """Auxiliary training targets (``networks.auxiliary_targets``) of the images ``names``, read from
-    the label file of the NIH folder the preprocessed data in ``data_dir`` came from."""
+    the label file of the NIH folder the preprocessed data in ``data_dir`` came from; the error without
+    one names the option ``needed_by``."""
     from . import nih
     from .networks import auxiliary_targets
 
