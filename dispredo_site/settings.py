@@ -88,6 +88,19 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# One date format on every page: ISO dates (2026-11-30) and times (2026-11-30 14:05).
+# Localisation always applies in Django 5 and the en-gb locale would win over these settings
+# ("30 Nov 2026"), so dispredo_site/formats/en/formats.py repeats them for every English locale.
+DATE_FORMAT = "Y-m-d"
+DATETIME_FORMAT = "Y-m-d H:i"
+SHORT_DATE_FORMAT = "Y-m-d"
+SHORT_DATETIME_FORMAT = "Y-m-d H:i"
+TIME_FORMAT = "H:i"
+# ISO first: it is also the value an <input type="date"> is rendered with (en-gb would give 30/11/2026,
+# which the browser shows as blank, so saving the form would drop the date).
+DATE_INPUT_FORMATS = ["%Y-%m-%d", "%d/%m/%Y", "%d/%m/%y"]
+FORMAT_MODULE_PATH = ["dispredo_site.formats"]
+
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env_path("DISPREDO_STATIC_ROOT", BASE_DIR / "staticfiles")

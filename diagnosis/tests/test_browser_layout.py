@@ -1,0 +1,93 @@
+"""At a phone's width (390 px) no page scrolls sideways, and the worklist filters are labelled."""
+
+import shutil
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from diagnosis.forms import WorklistFilterForm
+from diagnosis.imaging import open_xray
+from diagnosis.models import Patient, XRayStatus
+from diagnosis.registry import register_model_version
+from diagnosis.scoring import score_xray, store_xray
+from diagnosis.tests.factories import make_xray
+from diagnosis.tests.tiny_model import build_tiny_artefact
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (bin/test installs it when run as root)"),
+]
+
+PHONE = {"width": 390, "height": 844}
+# Whether the page is wider than the window, with both widths for the failure message.
+SCROLL_WIDTHS = "[document.documentElement.scrollWidth, window.innerWidth]"
+
+
+@pytest.fixture
+def phone_page(monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        page = browser.new_page(viewport=PHONE)
+        yield page
+        browser.close()
+
+
+def assert_no_sideways_scroll(page, url):
+    page.goto(url)
+    scroll_width, window_width = page.evaluate(SCROLL_WIDTHS)
+    assert scroll_width <= window_width, f"{url} is {scroll_width} px wide in a {window_width} px window"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_page_scrolls_sideways_at_390_px(live_server, phone_page, sample_images, tmp_path):
+    staff = get_user_model().objects.create_user("radiographer", password="a long local passphrase", is_staff=True)
+    patient = Patient.objects.create(
+        mrn="MRN-2026-000123", name="Maria Salomea Skłodowska-Curie", sex="F", notes="Long-standing cough; " * 8
+    )
+    build_tiny_artefact(tmp_path / "model", name="layout-test-model")
+    version = register_model_version(tmp_path / "model", activate=True)
+    path = sample_images["px_256"]
+    data = path.read_bytes()
+    image = open_xray(data)
+    xray = store_xray(patient=patient, data=data, original_name=path.name, image=image, uploaded_by=staff)
+    assert score_xray(xray, image) == XRayStatus.DONE
+    # A row with many flagged chips: the widest the worklist gets.
+    make_xray(patient, version=version, flagged={"Cardiomegaly", "Pleural_Thickening", "Pneumothorax", "Effusion"})
+    page = phone_page
+
+    assert_no_sideways_scroll(page, f"{live_server.url}{reverse('login')}")
+    page.fill("#id_username", "radiographer")
+    page.fill("#id_password", "a long local passphrase")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+    for name, args in [
+        ("diagnosis:worklist", []),
+        ("diagnosis:patient_list", []),
+        ("diagnosis:patient_detail", [patient.pk]),
+        ("diagnosis:patient_create", []),
+        ("diagnosis:patient_edit", [patient.pk]),
+        ("diagnosis:upload", []),
+    ]:
+        assert_no_sideways_scroll(page, f"{live_server.url}{reverse(name, args=args)}")
+
+    # The worklist's tables scroll inside their own box, and its filters are labelled.
+    page.goto(f"{live_server.url}{reverse('diagnosis:worklist')}")
+    assert page.locator("table.list").count() == 1
+    assert page.locator(".table-wrap > table.list").count() == 1
+    page.get_by_label("Status", exact=True).select_option("done")
+    page.get_by_label(WorklistFilterForm()["finding"].label, exact=True).select_option("Effusion")
+    page.click(".filters button[type=submit]")
+    page.wait_for_url("**/?status=done&finding=Effusion")
+    assert page.locator("table.list tbody tr").count() == 1
