@@ -7,6 +7,7 @@
 Served model (``diagnosis.inference.Predictor``, ONNX Runtime, as a web worker runs it):
 
 - model time for one image: ``predict_pixels`` on prepared pixels, all 14 findings (and CAMs);
+- the input guard's time for one image, on the same pixels;
 - end to end from PNG bytes for 64, 256 and 1024 px NIH images: ``open_xray`` + ``to_model_pixels``
   + predict;
 - throughput at batch 32 (images/s);
@@ -388,9 +389,16 @@ def measure_served(args, artefact, files):
     data = {s: [p.read_bytes() for p in paths] for s, paths in files.items()}
     prepared = [to_model_pixels(open_xray(b), size) for s in SAMPLE_SIZES for b in data[s]]
 
+    def upload(data):
+        """What an upload does: decode, the model's pixels, the input guard, then the model."""
+        pixels = predictor.pixels(open_xray(data))
+        predictor.accepts(pixels)
+        return predictor.predict(pixels=pixels)
+
     model = time_calls(lambda px: predictor.predict_pixels(px[np.newaxis]), prepared, args.runs, args.warmup)
+    guard = time_calls(predictor.accepts, prepared, args.runs, args.warmup) if predictor.guard else None
     end_to_end = {
-        s: summary_ms(time_calls(lambda b: predictor.predict(open_xray(b)), data[s], args.runs, args.warmup))
+        s: summary_ms(time_calls(upload, data[s], args.runs, args.warmup))
         for s in SAMPLE_SIZES
     }
     # Decoding and resizing alone, to show where end-to-end time goes.
@@ -407,7 +415,7 @@ def measure_served(args, artefact, files):
     # keep a core busy after each run, which on 2 cores slows the image decoding that follows.
     predictor.session = _session(artefact, metadata, args.threads, spinning=False)
     no_spin_model = time_calls(lambda px: predictor.predict_pixels(px[np.newaxis]), prepared, args.runs, args.warmup)
-    no_spin_e2e = time_calls(lambda b: predictor.predict(open_xray(b)), data[1024], args.runs, args.warmup)
+    no_spin_e2e = time_calls(upload, data[1024], args.runs, args.warmup)
     return {
         "artefact": str(artefact),
         "name": metadata.get("name"),
@@ -417,6 +425,7 @@ def measure_served(args, artefact, files):
         "threads": args.threads,
         "load_s": round(load_s, 3),
         "model_time_one_image": summary_ms(model),
+        "input_guard_one_image": summary_ms(guard) if guard else None,
         "end_to_end_from_png": {str(s): v for s, v in end_to_end.items()},
         "decode_and_resize_only": {str(s): v for s, v in decode.items()},
         "batch": args.batch,
@@ -457,6 +466,9 @@ def report(figures):
     rows = []
     m = served["model_time_one_image"]
     rows.append(["served: model time, 1 image, 14 findings", _fmt(m["median_ms"]), _fmt(m["p95_ms"]), m["n"]])
+    g = served.get("input_guard_one_image")
+    if g:
+        rows.append(["served: input guard, 1 image", _fmt(g["median_ms"]), _fmt(g["p95_ms"]), g["n"]])
     for size, s in served["end_to_end_from_png"].items():
         rows.append([f"served: end to end from {size} px PNG", _fmt(s["median_ms"]), _fmt(s["p95_ms"]), s["n"]])
     for size, s in served["decode_and_resize_only"].items():

@@ -1,12 +1,29 @@
 import base64
 import json
 
+from django import forms
 from django.contrib import admin, messages
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
-from .artefact import resolve
+from .artefact import ArtefactError, resolve
+from .findings import FINDINGS
 from .models import AuditEvent, ModelVersion, Patient, Prediction, Review, XRay
+from .registry import set_operating_point
+from .reliability import DEFAULT_SPECIFICITY, HoldoutError
+from .templatetags.figures import auroc_with_interval, rate_with_interval
+
+
+class OperatingPointForm(forms.Form):
+    specificity = forms.FloatField(
+        label="Target specificity",
+        min_value=0.5,
+        max_value=0.999,
+        help_text="Share of patients without a finding who should stay below its threshold, e.g. 0.95.",
+    )
 
 
 class XRayInline(admin.TabularInline):
@@ -57,9 +74,12 @@ class XRayAdmin(admin.ModelAdmin):
     list_filter = ["status", "view_position", "uploaded_at", "predictions__model_version"]
     search_fields = ["patient__mrn", "patient__name", "original_name", "sha256"]
     list_select_related = ["patient", "uploaded_by"]
-    readonly_fields = ["image_preview", "original_name", "sha256", "width", "height", "uploaded_by", "uploaded_at", "error"]
+    # What was uploaded, for whom, and what became of it is the record: not edited by hand.
+    readonly_fields = [
+        "image_preview", "patient", "status", "original_name", "sha256", "width", "height", "uploaded_by",
+        "uploaded_at", "error", "guard_overridden",
+    ]
     exclude = ["image"]
-    raw_id_fields = ["patient"]
     inlines = [PredictionInline]
     date_hierarchy = "uploaded_at"
 
@@ -97,9 +117,45 @@ class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["name", "is_active", "created_at", "test_mean_auroc", "artefact_path"]
     list_filter = ["is_active"]
     search_fields = ["name", "artefact_path"]
-    readonly_fields = ["created_at", "threshold_table", "metrics_json", "evaluation_report"]
-    exclude = ["evaluation", "thresholds", "metrics"]
+    readonly_fields = ["created_at", "operating_point_table", "metrics_json", "evaluation_report"]
+    exclude = ["evaluation", "thresholds", "metrics", "reliability", "operating_point"]
     actions = ["make_active"]
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.operating_point_view)
+        return [
+            path("<int:pk>/operating-point/", view, name="diagnosis_modelversion_operating_point"),
+            *super().get_urls(),
+        ]
+
+    def operating_point_view(self, request, pk):
+        """Set the target specificity of a version: the same function as manage.py operating_point."""
+        version = get_object_or_404(ModelVersion, pk=pk)
+        if not self.has_change_permission(request, version):
+            raise PermissionDenied
+        current = (version.operating_point or {}).get("target_specificity", DEFAULT_SPECIFICITY)
+        form = OperatingPointForm(request.POST or None, initial={"specificity": current})
+        if request.method == "POST" and form.is_valid():
+            try:
+                changed = set_operating_point(version, form.cleaned_data["specificity"], user=request.user)
+            except (HoldoutError, ArtefactError) as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(
+                    request,
+                    f"{version.name}: thresholds set for specificity {form.cleaned_data['specificity']:g}; "
+                    f"{changed} stored prediction(s) re-flagged.",
+                    messages.SUCCESS,
+                )
+                return redirect("admin:diagnosis_modelversion_change", version.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Operating point of {version.name}",
+            "form": form,
+            "version": version,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/diagnosis/modelversion/operating_point.html", context)
 
     @admin.display(description="Test mean AUROC")
     def test_mean_auroc(self, obj):
@@ -110,12 +166,36 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description="Thresholds")
-    def threshold_table(self, obj):
+    @admin.display(description="Operating point and reliability")
+    def operating_point_table(self, obj):
+        point = (obj.operating_point or {}).get("findings", {})
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td></tr>", ((name, _fmt(value)) for name, value in obj.thresholds.items())
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    name,
+                    _fmt(obj.thresholds.get(name)),
+                    rate_with_interval(point.get(name, {}).get("sensitivity")),
+                    rate_with_interval(point.get(name, {}).get("specificity")),
+                    auroc_with_interval(obj.finding_reliability(name)),
+                    "yes" if obj.is_reliable(name) else "no (never flagged)",
+                )
+                for name in FINDINGS
+            ),
         )
-        return format_html("<table><tr><th>Finding</th><th>Flag at or above</th></tr>{}</table>", rows)
+        target = (obj.operating_point or {}).get("target_specificity")
+        link = reverse("admin:diagnosis_modelversion_operating_point", args=[obj.pk]) if obj.pk else ""
+        return format_html(
+            "<p>Target specificity: {}. <a href=\"{}\">Change the operating point</a></p>"
+            "<table><tr><th>Finding</th><th>Flag at or above</th><th>Sensitivity (95 % CI)</th>"
+            "<th>Specificity (95 % CI)</th><th>AUROC on unseen patients (95 % CI)</th><th>Reliable</th></tr>{}</table>"
+            "<p>A finding is reliable when the lower end of its AUROC interval is at least {}.</p>",
+            "not set" if target is None else f"{target:g}",
+            link,
+            rows,
+            (obj.reliability or {}).get("floor", "—"),
+        )
 
     @admin.display(description="Training metrics")
     def metrics_json(self, obj):

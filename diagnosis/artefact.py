@@ -4,9 +4,14 @@ A model version is a directory::
 
     metadata.json   format_version, name, strategy, findings (in order), thresholds,
                     input_size, serving (file, input and output names), keras_files,
-                    metrics, config, data_manifest, created_at
+                    metrics, config, data_manifest, created_at; holdout, reliability,
+                    operating_point and guard where the artefact carries them
     model.onnx      the serving model (ONNX Runtime; the web process never imports TensorFlow)
     *.keras         the trained Keras model(s), for retraining and evaluation
+    holdout_scores.npz   scores of patients the model did not train on (``diagnosis.reliability``):
+                    the source of ``reliability``, ``operating_point`` and ``thresholds``
+    guard.npz       the input guard fitted on the training images (``diagnosis.guard``)
+    MODEL_CARD.md   optional: training data, intended use, figures, limitations
     hog.npz         only for an ensemble joined with HOG + logistic regression (``mltrain.hybrid``):
                     each member's regression, standardisers and calibration, for checks and reuse
 
@@ -28,6 +33,7 @@ from .findings import FINDINGS
 
 FORMAT_VERSION = 1
 METADATA_FILE = "metadata.json"
+MODEL_CARD_FILE = "MODEL_CARD.md"
 
 
 class ArtefactError(Exception):
@@ -38,6 +44,11 @@ def resolve(location):
     """An artefact location as stored in the database: absolute, or relative to the project."""
     path = Path(location)
     return path if path.is_absolute() else Path(settings.BASE_DIR) / path
+
+
+def model_card_path(version):
+    """Where the model card of ``version`` (a ModelVersion) is, if it has one."""
+    return resolve(version.artefact_path) / MODEL_CARD_FILE
 
 
 def read_metadata(location):

@@ -1,6 +1,8 @@
-"""The audit trail of patient records (FIELD convention 7): one function every view calls."""
+"""The audit trail (FIELD convention 7): who viewed, created, changed or deleted what, and when."""
 
-from .models import AuditEvent, Patient, XRay
+import getpass
+
+from .models import AuditAction, AuditEvent, Patient, XRay
 
 
 def record(request, action, obj, detail=""):
@@ -21,3 +23,24 @@ def record(request, action, obj, detail=""):
         object_id=obj.pk,
         detail=detail[:200],
     )
+
+
+def record_model_change(user, version, detail):
+    """Log a change to a model version (no patient): by ``user``, or by whoever ran a command."""
+    AuditEvent.objects.create(
+        user=user,
+        username=user.get_username() if user else f"manage.py ({_system_user()})",
+        action=AuditAction.CHANGE,
+        patient=None,
+        patient_mrn="",
+        object_type="modelversion",
+        object_id=version.pk,
+        detail=detail[:200],
+    )
+
+
+def _system_user():
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from .findings import DISPLAY_NAMES, FINDINGS
+from .guard import REFUSAL_MESSAGE
 from .imaging import InvalidImage, open_xray
 from .models import Patient, Review, Verdict, ViewPosition, XRayStatus
 
@@ -67,6 +68,19 @@ class UploadForm(forms.Form):
         choices=[("", "Unknown")] + list(ViewPosition.choices), required=False
     )
     clinical_note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
+    score_anyway = forms.BooleanField(
+        label="This is a frontal chest X-ray: score it anyway",
+        help_text="Choose the file again; the override is recorded in the audit trail.",
+        required=False,
+    )
+
+    # Set when the input guard refused the image: the page then offers ``score_anyway``.
+    offer_override = False
+
+    def refuse_as_not_chest_xray(self):
+        """The input guard found the image unlike a frontal chest X-ray: refuse it, offer the override."""
+        self.add_error("image", ValidationError(REFUSAL_MESSAGE, code="not_chest_xray"))
+        self.offer_override = True
 
     def clean(self):
         cleaned = super().clean()
@@ -98,9 +112,14 @@ class UploadForm(forms.Form):
 
 class WorklistFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "Any status")] + list(XRayStatus.choices), required=False)
-    finding = forms.ChoiceField(
-        choices=[("", "Any finding")] + [(name, DISPLAY_NAMES[name]) for name in FINDINGS], required=False
-    )
+    finding = forms.ChoiceField(label="Flagged finding", required=False)
+
+    def __init__(self, *args, version=None, **kwargs):
+        """``version``: the active model version; only its reliable findings can be flagged, so only
+        they are offered."""
+        super().__init__(*args, **kwargs)
+        findings = version.reliable_findings() if version else []
+        self.fields["finding"].choices = [("", "Any finding")] + [(name, DISPLAY_NAMES[name]) for name in findings]
 
 
 class PatientSearchForm(forms.Form):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .artefact import ArtefactError, read_metadata, resolve
+from .guard import InputGuard
 from .imaging import to_model_pixels
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,20 @@ class Predictor:
         except Exception as exc:  # ONNX Runtime raises its own classes, not OSError/ValueError.
             raise ArtefactError(f"Cannot load the serving model {path}: {exc}") from exc
         self.input_name = serving.get("input", "image")
+        self.guard = None
+        if self.metadata.get("guard"):
+            try:
+                self.guard = InputGuard.load(resolve(location) / self.metadata["guard"]["file"])
+            except ValueError as exc:
+                raise ArtefactError(f"Cannot load the input guard of {path.parent}: {exc}") from exc
 
     def pixels(self, image):
         return to_model_pixels(image, self.input_size)
+
+    def accepts(self, pixels):
+        """Whether the input guard finds ``pixels`` [S, S] like the frontal chest X-rays the model
+        learnt from (always, for a model without a guard)."""
+        return self.guard is None or self.guard.accepts(pixels)
 
     def predict_pixels(self, batch):
         """Scores for a uint8 batch [N, S, S]."""
@@ -66,8 +78,10 @@ class Predictor:
             raise RuntimeError(f"The model failed on this image: {exc}") from exc
         return [Scores(p, c) for p, c in zip(probabilities, cams)]
 
-    def predict(self, image):
-        return self.predict_pixels(self.pixels(image)[np.newaxis])[0]
+    def predict(self, image=None, pixels=None):
+        """Scores of a PIL ``image``, or of its ``pixels`` when already computed."""
+        pixels = self.pixels(image) if pixels is None else pixels
+        return self.predict_pixels(pixels[np.newaxis])[0]
 
 
 def predictor_for(version):

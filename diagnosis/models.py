@@ -1,4 +1,5 @@
 import hashlib
+import math
 import uuid
 from pathlib import PurePosixPath
 
@@ -77,6 +78,12 @@ class ModelVersion(models.Model):
     thresholds = models.JSONField(default=dict, help_text="Operating threshold per finding.")
     metrics = models.JSONField(default=dict, blank=True, help_text="Validation metrics from training.")
     evaluation = models.JSONField(default=dict, blank=True, help_text="Reports of manage.py evaluate, by split.")
+    reliability = models.JSONField(
+        default=dict, blank=True, help_text="Per finding AUROC on unseen patients, its interval, and whether it is reliable."
+    )
+    operating_point = models.JSONField(
+        default=dict, blank=True, help_text="Target specificity, and per finding the sensitivity and specificity it buys."
+    )
     is_active = models.BooleanField(default=False)
 
     class Meta:
@@ -100,6 +107,26 @@ class ModelVersion(models.Model):
             ModelVersion.objects.filter(is_active=True).exclude(pk=self.pk).update(is_active=False)
             ModelVersion.objects.filter(pk=self.pk).update(is_active=True)
         self.is_active = True
+
+    def finding_reliability(self, finding):
+        """The reliability figures of ``finding`` (empty when this version carries none)."""
+        return (self.reliability or {}).get("findings", {}).get(finding, {})
+
+    def is_reliable(self, finding):
+        """Whether ``finding``'s AUROC on unseen patients clears the floor; a version without the
+        figures has shown nothing, so none of its findings is."""
+        return bool(self.finding_reliability(finding).get("reliable"))
+
+    def reliable_findings(self):
+        return [name for name in FINDINGS if self.is_reliable(name)]
+
+    def flags(self, finding, probability):
+        """The one rule for a flag: a reliable finding scored at or above its threshold."""
+        return self.is_reliable(finding) and probability >= float(self.thresholds[finding])
+
+
+# Sources under this many pixels on their short side are scored with a low-resolution warning.
+LOW_RESOLUTION = 256
 
 
 class XRayStatus(models.TextChoices):
@@ -139,6 +166,9 @@ class XRay(models.Model):
     error = models.TextField(blank=True)
     view_position = models.CharField(max_length=2, choices=ViewPosition.choices, blank=True)
     clinical_note = models.TextField(blank=True)
+    guard_overridden = models.BooleanField(
+        default=False, help_text="Scored although the input guard found it unlike a frontal chest X-ray (confirmed by staff)."
+    )
 
     objects = XRayQuerySet.as_manager()
 
@@ -151,6 +181,11 @@ class XRay(models.Model):
 
     def get_absolute_url(self):
         return reverse("diagnosis:xray_detail", args=[self.pk])
+
+    @property
+    def is_low_resolution(self):
+        """A source under ``LOW_RESOLUTION`` px on its short side: scored, with a warning."""
+        return min(self.width, self.height) < LOW_RESOLUTION
 
     @staticmethod
     def digest(data):
@@ -186,8 +221,44 @@ class Prediction(models.Model):
         return round(self.probability * 100, 1)
 
     @property
+    def threshold(self):
+        return float(self.model_version.thresholds[self.finding])
+
+    @property
     def threshold_percent(self):
-        return round(float(self.model_version.thresholds[self.finding]) * 100, 1)
+        return round(self.threshold * 100, 1)
+
+    @property
+    def reliability(self):
+        return self.model_version.finding_reliability(self.finding)
+
+    @property
+    def reliable(self):
+        return self.model_version.is_reliable(self.finding)
+
+    @property
+    def operating_point(self):
+        """Expected sensitivity and specificity at this finding's threshold (empty if not measured)."""
+        return (self.model_version.operating_point or {}).get("findings", {}).get(self.finding, {})
+
+    @property
+    def bar_position(self):
+        return scale_position(self.probability)
+
+    @property
+    def marker_position(self):
+        return scale_position(self.threshold)
+
+
+# Scores and thresholds are mostly a few per cent: bars use a log scale from 0.1 % to 100 %, so
+# that a threshold of 2 % and one of 10 % are far enough apart to see.
+SCALE_DECADES = 3
+
+
+def scale_position(probability):
+    """Where ``probability`` sits on the bars' log scale, in per cent of the bar's width."""
+    clipped = min(max(float(probability), 10.0**-SCALE_DECADES), 1.0)
+    return round((math.log10(clipped) + SCALE_DECADES) / SCALE_DECADES * 100, 1)
 
 
 class Verdict(models.TextChoices):

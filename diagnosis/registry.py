@@ -1,12 +1,15 @@
-"""Registering model artefacts as ModelVersion rows."""
+"""Registering model artefacts as ModelVersion rows, and choosing their operating point."""
 
 import json
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from .artefact import read_metadata, resolve
-from .models import ModelVersion
+from .findings import FINDINGS
+from .models import ModelVersion, Prediction
+from .reliability import check_specificity, load_holdout, operating_point
 
 
 def relative_location(directory):
@@ -32,6 +35,8 @@ def register_model_version(directory, *, activate=False, name=None):
                 "artefact_path": location,
                 "thresholds": {k: float(v) for k, v in metadata["thresholds"].items()},
                 "metrics": metadata.get("metrics", {}),
+                "reliability": metadata.get("reliability") or {},
+                "operating_point": metadata.get("operating_point") or {},
             },
         )
         if activate:
@@ -56,3 +61,35 @@ def install_default_model():
         version.evaluation = reports
         version.save(update_fields=["evaluation"])
     return version
+
+
+def set_operating_point(version, specificity, user=None):
+    """Choose ``version``'s thresholds for ``specificity`` on its holdout scores, without retraining.
+
+    The flags of the predictions it already made follow the new thresholds, and the change goes into
+    the audit trail. Raises ``reliability.HoldoutError`` when the artefact has no usable holdout
+    scores or the specificity is out of range. Returns the number of stored predictions re-flagged.
+    """
+    from . import audit
+
+    specificity = check_specificity(specificity)
+    directory = resolve(version.artefact_path)
+    point = operating_point(*load_holdout(directory, read_metadata(directory)), specificity)
+    previous = (version.operating_point or {}).get("target_specificity")
+    with transaction.atomic():
+        version.operating_point = point
+        version.thresholds = {name: row["threshold"] for name, row in point["findings"].items()}
+        version.save(update_fields=["operating_point", "thresholds"])
+        changed = 0
+        for finding in FINDINGS:
+            predictions = Prediction.objects.filter(model_version=version, finding=finding)
+            should = Q(probability__gte=version.thresholds[finding]) if version.is_reliable(finding) else Q(pk__in=[])
+            changed += predictions.filter(should, flagged=False).update(flagged=True)
+            changed += predictions.exclude(should).filter(flagged=True).update(flagged=False)
+        audit.record_model_change(
+            user,
+            version,
+            f"operating point: target specificity {previous if previous is not None else 'none'} -> "
+            f"{specificity:g}; {changed} stored prediction(s) re-flagged",
+        )
+    return changed

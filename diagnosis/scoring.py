@@ -5,6 +5,7 @@ X-ray is pending, done or failed) in one place.
 """
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from django.core.files.base import ContentFile
@@ -19,7 +20,9 @@ from .models import ModelVersion, Prediction, XRay, XRayStatus
 logger = logging.getLogger(__name__)
 
 
-def store_xray(*, patient, data, original_name, image, uploaded_by, view_position="", clinical_note=""):
+def store_xray(
+    *, patient, data, original_name, image, uploaded_by, view_position="", clinical_note="", guard_overridden=False
+):
     """Save the file and its row together: if either fails, neither is left behind."""
     xray = XRay(
         patient=patient,
@@ -30,6 +33,7 @@ def store_xray(*, patient, data, original_name, image, uploaded_by, view_positio
         uploaded_by=uploaded_by,
         view_position=view_position,
         clinical_note=clinical_note,
+        guard_overridden=guard_overridden,
     )
     suffix = {"PNG": ".png", "JPEG": ".jpg"}.get(image.format, ".img")
     xray.image.save(f"upload{suffix}", ContentFile(data), save=False)
@@ -45,21 +49,50 @@ def store_xray(*, patient, data, original_name, image, uploaded_by, view_positio
     return xray
 
 
-def score_xray(xray, image=None):
+@dataclass(frozen=True)
+class Screening:
+    """An image's model pixels for ``version`` and whether its input guard accepts them."""
+
+    version: ModelVersion
+    pixels: np.ndarray
+    accepted: bool
+
+
+def screen(image):
+    """Run the active model's input guard on a PIL ``image`` before anything is stored.
+
+    None when there is nothing to screen with (no active model, or one that cannot load: scoring
+    then leaves the X-ray pending or failed, with the reason)."""
+    version = ModelVersion.active()
+    if version is None:
+        return None
+    try:
+        predictor = predictor_for(version)
+        pixels = predictor.pixels(image)
+    except (ArtefactError, OSError, ValueError):
+        return None
+    return Screening(version, pixels, predictor.accepts(pixels))
+
+
+def score_xray(xray, image=None, screening=None):
     """Compute and store the 14 predictions of ``xray`` with the active model.
 
     With no active model the X-ray stays pending (``manage.py rescore`` scores it later);
-    a model that fails marks it failed with the reason. Returns the X-ray's new status.
+    a model that fails marks it failed with the reason. ``screening`` (from ``screen``) saves
+    computing the pixels again. Returns the X-ray's new status.
     """
     version = ModelVersion.active()
     if version is None:
         return xray.status
     try:
         predictor = predictor_for(version)
-        if image is None:
-            with xray.image.open("rb") as handle:
-                image = open_xray(handle.read())
-        scores = predictor.predict(image)
+        if screening is not None and screening.version.pk == version.pk:
+            scores = predictor.predict(pixels=screening.pixels)
+        else:
+            if image is None:
+                with xray.image.open("rb") as handle:
+                    image = open_xray(handle.read())
+            scores = predictor.predict(image)
     except (ArtefactError, OSError, ValueError, RuntimeError) as exc:
         logger.exception("Scoring X-ray %s with %s failed", xray.pk, version.name)
         XRay.objects.filter(pk=xray.pk).update(status=XRayStatus.FAILED, error=str(exc)[:2000])
@@ -75,7 +108,7 @@ def score_xray(xray, image=None):
                 xray=xray,
                 finding=finding,
                 probability=probability,
-                flagged=probability >= float(version.thresholds[finding]),
+                flagged=version.flags(finding, probability),
                 model_version=version,
                 heatmap=cam.tobytes(),
                 heatmap_shape=list(cam.shape),

@@ -13,4 +13,5 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("xrays/<int:pk>/", views.xray_detail, name="xray_detail"),
     path("xrays/<int:pk>/image/", views.xray_image, name="xray_image"),
+    path("models/<int:pk>/card/", views.model_card, name="model_card"),
 ]

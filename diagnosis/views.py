@@ -1,23 +1,30 @@
 import logging
 
+import markdown
+
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import FileResponse, Http404
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from . import audit
+from .artefact import model_card_path
 from .access import get_patient_for_user, get_xray_for_user, staff_required
 from .findings import DISPLAY_NAMES
 from .forms import PatientForm, PatientSearchForm, ReviewForm, UploadForm, WorklistFilterForm
 from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus
-from .scoring import heatmap_of, score_xray, store_xray
+from .scoring import heatmap_of, score_xray, screen, store_xray
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
+# A class activation map coarser than this many cells a side says nothing about where the model looked.
+MIN_HEATMAP_CELLS = 8
+GUARD_OVERRIDE_DETAIL = "input guard overridden: scored although it does not look like a frontal chest X-ray"
 
 
 def _page(request, queryset):
@@ -32,7 +39,7 @@ def _query_without_page(request):
 
 @staff_required
 def worklist(request):
-    form = WorklistFilterForm(request.GET or None)
+    form = WorklistFilterForm(request.GET or None, version=ModelVersion.active())
     xrays = XRay.objects.with_flagged()
     if form.is_valid():
         if form.cleaned_data["status"]:
@@ -114,34 +121,45 @@ def upload(request):
         initial["patient"] = request.GET["patient"]
     form = UploadForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        data, image, original_name = form.cleaned_data["image"]
-        patient = form.chosen_patient()
-        new_patient = patient.pk is None
-        if new_patient:
-            patient.created_by = request.user
-        xray = store_xray(
-            patient=patient,
-            data=data,
-            original_name=original_name,
-            image=image,
-            uploaded_by=request.user,
-            view_position=form.cleaned_data["view_position"],
-            clinical_note=form.cleaned_data["clinical_note"],
-        )
-        if new_patient:
-            audit.record(request, AuditAction.CREATE, patient)
-        audit.record(request, AuditAction.CREATE, xray, detail="uploaded " + original_name)
-        status = score_xray(xray, image)
-        if status == XRayStatus.PENDING:
-            messages.warning(request, "X-ray stored. No model is installed yet, so it is pending diagnosis.")
-        elif status == XRayStatus.FAILED:
-            messages.error(request, "X-ray stored, but the model could not score it. An administrator has been told.")
-        return redirect(xray)
+        screening = screen(form.cleaned_data["image"][1])
+        overridden = screening is not None and not screening.accepted
+        if not overridden or form.cleaned_data["score_anyway"]:
+            return _store_and_score(request, form, screening, overridden)
+        form.refuse_as_not_chest_xray()  # nothing stored
     return render(
         request,
         "diagnosis/upload.html",
         {"form": form, "model_version": ModelVersion.active()},
     )
+
+
+def _store_and_score(request, form, screening, overridden):
+    data, image, original_name = form.cleaned_data["image"]
+    patient = form.chosen_patient()
+    new_patient = patient.pk is None
+    if new_patient:
+        patient.created_by = request.user
+    xray = store_xray(
+        patient=patient,
+        data=data,
+        original_name=original_name,
+        image=image,
+        uploaded_by=request.user,
+        view_position=form.cleaned_data["view_position"],
+        clinical_note=form.cleaned_data["clinical_note"],
+        guard_overridden=overridden,
+    )
+    if new_patient:
+        audit.record(request, AuditAction.CREATE, patient)
+    audit.record(request, AuditAction.CREATE, xray, detail="uploaded " + original_name)
+    if overridden:
+        audit.record(request, AuditAction.CHANGE, xray, detail=GUARD_OVERRIDE_DETAIL)
+    status = score_xray(xray, image, screening)
+    if status == XRayStatus.PENDING:
+        messages.warning(request, "X-ray stored. No model is installed yet, so it is pending diagnosis.")
+    elif status == XRayStatus.FAILED:
+        messages.error(request, "X-ray stored, but the model could not score it. An administrator has been told.")
+    return redirect(xray)
 
 
 @staff_required
@@ -159,11 +177,14 @@ def xray_detail(request, pk):
         audit.record(request, AuditAction.VIEW, xray)
     predictions = list(xray.predictions.select_related("model_version").order_by("-probability"))
     version = predictions[0].model_version if predictions else None
+    # Reliable findings first, each group high to low.
+    predictions.sort(key=lambda p: not p.reliable)
     heatmaps = {}
     for prediction in predictions:
         cam = heatmap_of(prediction)
-        if cam is not None:
+        if cam is not None and min(cam.shape) >= MIN_HEATMAP_CELLS:
             heatmaps[prediction.finding] = cam.round(4).tolist()
+    coarse_map = predictions[0].heatmap_shape if predictions and predictions[0].heatmap and not heatmaps else None
     return render(
         request,
         "diagnosis/xray_detail.html",
@@ -174,6 +195,10 @@ def xray_detail(request, pk):
             "model_version": version,
             "thresholds": version.thresholds if version else {},
             "heatmaps": heatmaps,
+            "coarse_map": coarse_map,
+            "min_heatmap_cells": MIN_HEATMAP_CELLS,
+            "unreliable": [p for p in predictions if not p.reliable],
+            "has_model_card": version is not None and model_card_path(version).is_file(),
             "display_names": DISPLAY_NAMES,
             "review_form": review_form,
             # The same file under another record is often a wrong-patient upload: say so.
@@ -197,3 +222,15 @@ def xray_image(request, pk):
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@staff_required
+def model_card(request, pk):
+    """The model card of a model version, rendered for signed-in staff."""
+    version = get_object_or_404(ModelVersion, pk=pk)
+    path = model_card_path(version)
+    if not path.is_file():
+        raise Http404("This model version has no model card.")
+    # The card is the artefact's own document, written by the project, not user input.
+    html = markdown.markdown(path.read_text(encoding="utf-8"), extensions=["tables", "sane_lists"])
+    return render(request, "diagnosis/model_card.html", {"version": version, "card": mark_safe(html)})

@@ -63,16 +63,17 @@ def _check_unseen(directory, metadata, split_data, split):
     return bool(patients & set(recorded.get("val", [])))
 
 
-def compute_report(probabilities, labels, thresholds, source_sizes=None, patients=None):
+def compute_report(probabilities, labels, thresholds, source_sizes=None, patients=None, reliable=FINDINGS):
     """The figures of an evaluation from arrays: per finding at ``thresholds``, mean AUROC (with a
-    95 % patient-bootstrap interval when ``patients`` is given), per source."""
+    95 % patient-bootstrap interval when ``patients`` is given), per source. Flags per image count
+    the ``reliable`` findings only: the others are never flagged on the pages."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels).astype(int)
     findings = {
         name: binary_report(labels[:, i], probabilities[:, i], thresholds[name]) for i, name in enumerate(FINDINGS)
     }
     aurocs = {name: row["auroc"] for name, row in findings.items()}
-    cut = np.array([thresholds[name] for name in FINDINGS])
+    cut = np.array([thresholds[name] if name in reliable else np.inf for name in FINDINGS])
     report = {
         "images": int(len(labels)),
         "mean_auroc": mean_auroc(aurocs),
@@ -81,6 +82,7 @@ def compute_report(probabilities, labels, thresholds, source_sizes=None, patient
         # What staff see per upload: how many findings are flagged against how many are present, and
         # whether the probabilities mean what they say (calibration in the large, Brier score).
         "flags_per_image": float((probabilities >= cut).sum(axis=1).mean()),
+        "reliable_findings": [name for name in FINDINGS if name in reliable],
         "findings_per_image": float(labels.sum(axis=1).mean()),
         "mean_probability": float(probabilities.mean()),
         "prevalence": float(labels.mean()),
@@ -125,7 +127,10 @@ def evaluate(version, split="test", data_dir=None):
     session = onnx_session(directory / metadata["serving"]["file"])
     probabilities, _ = run_onnx(session, np.asarray(data.pixels))
     thresholds = {name: float(version.thresholds.get(name, metadata["thresholds"][name])) for name in FINDINGS}
-    report = compute_report(probabilities, data.labels, thresholds, data.source_sizes, data.patients)
+    report = compute_report(
+        probabilities, data.labels, thresholds, data.source_sizes, data.patients,
+        reliable=version.reliable_findings() if version.reliability else FINDINGS,
+    )
     report.update(
         {
             "model_version": version.name,
@@ -156,6 +161,14 @@ def _fmt(value, digits=3):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _reliable_note(report):
+    reliable = report.get("reliable_findings")  # reports saved before reliability lack it
+    if reliable is None or len(reliable) == len(FINDINGS):
+        return ""
+    names = ", ".join(DISPLAY_NAMES[name] for name in reliable) or "none"
+    return f", counting only the findings reliable with this model ({names}), the only ones ever flagged"
+
+
 def markdown_report(report):
     """The report as a Markdown document."""
     lines = [
@@ -173,7 +186,7 @@ def markdown_report(report):
             else "."
         ),
         "",
-        f"Flags per image: {_fmt(report['flags_per_image'], 1)} (findings present per image: "
+        f"Flags per image: {_fmt(report['flags_per_image'], 2)}{_reliable_note(report)} (findings present per image: "
         f"{_fmt(report['findings_per_image'], 2)}). Mean probability {_fmt(report['mean_probability'])} against a "
         f"prevalence of {_fmt(report['prevalence'])}; Brier score {_fmt(report['brier_score'])} (mean over the findings).",
         "",

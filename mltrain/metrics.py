@@ -8,13 +8,10 @@ import math
 import warnings
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+from sklearn.metrics import confusion_matrix, roc_auc_score
 
 from diagnosis.findings import FINDINGS
-
-# Used when a finding has only one class in the validation data: no threshold can be chosen.
-FALLBACK_THRESHOLD = 0.5
-
+from diagnosis.reliability import ROUNDS, interval, patient_weights, weighted_auroc  # noqa: F401 (shared)
 
 def auroc(labels, scores):
     """AUROC of ``scores`` for binary ``labels``, or NaN when only one class is present."""
@@ -35,21 +32,6 @@ def mean_auroc(aurocs):
     """Mean of the defined (non-NaN) values of ``aurocs`` (a dict or sequence); NaN if none."""
     values = [v for v in (aurocs.values() if isinstance(aurocs, dict) else aurocs) if not math.isnan(v)]
     return float(np.mean(values)) if values else math.nan
-
-
-def youden_threshold(labels, scores):
-    """The score threshold maximising Youden's J (TPR - FPR) on ``labels``.
-
-    A case is flagged when its probability is at or above the threshold. Falls back to
-    ``FALLBACK_THRESHOLD`` when only one class is present.
-    """
-    labels = np.asarray(labels).astype(int)
-    if labels.min(initial=1) == labels.max(initial=0):
-        return FALLBACK_THRESHOLD
-    fpr, tpr, thresholds = roc_curve(labels, scores)
-    finite = np.isfinite(thresholds)
-    j = np.where(finite, tpr - fpr, -np.inf)
-    return float(min(max(thresholds[int(np.argmax(j))], 0.0), 1.0))
 
 
 def binary_report(labels, scores, threshold):
@@ -74,7 +56,7 @@ def binary_report(labels, scores, threshold):
     }
 
 
-BOOTSTRAP_ROUNDS = 1000
+BOOTSTRAP_ROUNDS = ROUNDS
 
 
 def patient_bootstrap(labels, score_sets, patients, rounds=BOOTSTRAP_ROUNDS, seed=0):
@@ -84,11 +66,7 @@ def patient_bootstrap(labels, score_sets, patients, rounds=BOOTSTRAP_ROUNDS, see
     Every score set sees the same resamples, so differences between columns are paired.
     """
     labels = np.asarray(labels).astype(int)
-    ids, patient_of = np.unique(np.asarray(patients), return_inverse=True)
-    rng = np.random.default_rng(seed)
-    # A resample is how many times each image was drawn: its patient's count.
-    counts = np.stack([np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids)) for _ in range(rounds)])
-    weights = counts[:, patient_of].astype(np.float64)
+    weights = patient_weights(patients, rounds, seed)
     results = np.empty((rounds, len(score_sets)))
     for k, scores in enumerate(score_sets):
         scores = np.asarray(scores)
@@ -97,29 +75,6 @@ def patient_bootstrap(labels, score_sets, patients, rounds=BOOTSTRAP_ROUNDS, see
             warnings.simplefilter("ignore", RuntimeWarning)
             results[:, k] = np.nanmean(per_finding, axis=1)
     return results
-
-
-def weighted_auroc(labels, scores, weights):
-    """AUROC of ``scores`` with each image counted ``weights[r, i]`` times, for each row ``r`` of
-    ``weights`` [R, N]: what ``auroc`` gives on the data with the images repeated, computed at once
-    for all R (the Mann-Whitney count, ties counted half). NaN where a row lacks a class."""
-    order = np.argsort(scores, kind="stable")
-    ordered = np.asarray(scores)[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # runs of tied scores
-    positive = np.asarray(labels)[order] == 1
-    weights = np.asarray(weights, dtype=np.float64)[:, order]
-    pos = np.add.reduceat(weights * positive, starts, axis=1)
-    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg  # negatives scored strictly lower
-    pairs = pos.sum(axis=1) * neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(pairs > 0, (pos * (below + 0.5 * neg)).sum(axis=1) / pairs, math.nan)
-
-
-def interval(values, level=0.95):
-    """The central ``level`` interval of bootstrap ``values`` as ``[low, high]``."""
-    tail = (1 - level) / 2 * 100
-    return [float(np.nanpercentile(values, tail)), float(np.nanpercentile(values, 100 - tail))]
 
 
 def json_safe(value):

@@ -52,6 +52,20 @@ def copy_config(metadata, name, data_dir=None, activate=False, **changes):
     """``(config, manifest)`` for a new version ``name`` made from an ensemble's members without
     training: its recorded configuration, on data whose folds are the ones it was trained on (its
     recorded data directory unless ``data_dir``). Raises ``TrainingError`` for other data or a taken name."""
+    data_dir = check_same_data(metadata, data_dir)
+    manifest = read_training_manifest(data_dir)
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{key: value for key, value in metadata.get("config", {}).items() if key in known})
+    config = dataclasses.replace(
+        config, name=name, activate=activate, data_dir=str(data_dir), output_dir=None, **changes
+    )
+    check_name_free(config)
+    return config, manifest
+
+
+def check_same_data(metadata, data_dir=None):
+    """The preprocessed data folder an ensemble was trained on (its recorded one unless ``data_dir``),
+    checked to be that data, so its folds can be rebuilt; ``TrainingError`` otherwise."""
     data_dir = Path(data_dir or metadata["data_directory"])
     manifest = read_training_manifest(data_dir)
     trained_on = metadata.get("data_manifest", {})
@@ -61,10 +75,4 @@ def copy_config(metadata, name, data_dir=None, activate=False, **changes):
             f"The preprocessed data in {data_dir} is not the data {metadata['name']} was trained on "
             f"(its {', '.join(changed)} differ): its folds cannot be rebuilt. Pass --data-dir with that data."
         )
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{key: value for key, value in metadata.get("config", {}).items() if key in known})
-    config = dataclasses.replace(
-        config, name=name, activate=activate, data_dir=str(data_dir), output_dir=None, **changes
-    )
-    check_name_free(config)
-    return config, manifest
+    return data_dir

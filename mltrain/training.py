@@ -12,8 +12,10 @@ Two strategies:
                  served as their mean.
 
 Both select the epoch with the best validation mean AUROC (real validation images of patients
-never trained on), stop early when it stops improving, keep those weights, choose each finding's
-operating threshold on the validation split (Youden's J) and export the ONNX serving graph.
+never trained on), stop early when it stops improving, keep those weights and export the ONNX
+serving graph. Scores of patients the model did not train on (out of fold, or the validation
+split's) go into the artefact with the reliability and operating thresholds they give, and an input
+guard is fitted on the training images (``mltrain.holdout``).
 The artefact (see ``diagnosis.artefact``) is written to a temporary directory, renamed when
 complete and then registered as a ``ModelVersion``.
 """
@@ -37,7 +39,8 @@ from diagnosis.artefact import write_metadata
 from diagnosis.findings import FINDINGS
 
 from . import calibration, dataset
-from .metrics import binary_report, json_safe, mean_auroc, per_finding_auroc, youden_threshold
+from .holdout import artefact_extras, training_images
+from .metrics import binary_report, json_safe, mean_auroc, per_finding_auroc
 
 STRATEGIES = ("multilabel", "per-finding")
 MIN_SIZE = 32  # MobileNet's smallest input
@@ -674,9 +677,15 @@ def write_artefact(config, models, training, selection, manifest, data_dir, hybr
                 f"patient-grouped folds of train + val{members}"
             )
             fitted = {"train": np.unique(selection["patients"]), "val": np.array([], dtype=np.int64)}
-        thresholds = {
-            name_: youden_threshold(selection_labels[:, i], probabilities[:, i]) for i, name_ in enumerate(FINDINGS)
-        }
+        if selection is None:
+            holdout_patients, description = val.patients, "the validation split, scored by the served graph"
+        else:
+            holdout_patients, description = selection["patients"], f"{selection_method}, each image scored by the members that never saw its patient"
+        extras = artefact_extras(
+            partial, probabilities, selection_labels, holdout_patients, description,
+            *training_images(data_dir, pooled=selection is not None),
+        )
+        thresholds = extras["thresholds"]
         metrics = json_safe(
             {
                 "val": _validation_metrics(probabilities, selection_labels, thresholds),
@@ -699,8 +708,7 @@ def write_artefact(config, models, training, selection, manifest, data_dir, hybr
                 "name": name,
                 "strategy": config.strategy,
                 "findings": list(FINDINGS),
-                "thresholds": thresholds,
-                "threshold_method": f"Youden's J on {selection_method} (flag when probability >= threshold)",
+                **extras,
                 "input_size": config.size,
                 "serving": {
                     "file": ONNX_FILE,

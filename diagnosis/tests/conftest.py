@@ -90,3 +90,20 @@ def tiny_model(db, tmp_path):
 def stored_files(media_root):
     root = Path(media_root)
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+@pytest.fixture
+def default_model(db, settings):
+    """The shipped default model (real networks, holdout scores and input guard), registered and active."""
+    return register_model_version(settings.DISPREDO_DEFAULT_MODEL_DIR, activate=True)
+
+
+def upload_file(client, path, patient=None, **fields):
+    """POST ``path`` to the upload page for ``patient``; returns the response (redirects followed)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    data = {"image": SimpleUploadedFile(path.name, path.read_bytes()), **fields}
+    if patient is not None:
+        data["patient"] = patient.pk
+    return client.post(reverse("diagnosis:upload"), data, follow=True)

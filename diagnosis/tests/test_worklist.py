@@ -46,3 +46,20 @@ def test_it_paginates_and_keeps_the_filters(staff_client, patient):
     assert "?status=pending&amp;page=2" in first.content.decode()
     second = staff_client.get(URL, {"status": "pending", "page": 2})
     assert len(second.context["page"]) == 2
+
+
+@pytest.mark.django_db
+def test_findings_that_are_not_reliable_are_not_offered_as_filters(staff_client, tmp_path):
+    from diagnosis.registry import register_model_version
+    from diagnosis.tests.tiny_model import build_tiny_artefact
+
+    build_tiny_artefact(tmp_path / "m", name="partly", unreliable=("Mass", "Hernia"))
+    register_model_version(tmp_path / "m", activate=True)
+    response = staff_client.get(URL)
+    offered = [value for value, _ in response.context["form"].fields["finding"].choices]
+    assert offered[0] == "" and len(offered) == 13
+    assert "Mass" not in offered and "Hernia" not in offered and "Effusion" in offered
+    refused = staff_client.get(URL, {"finding": "Mass"})
+    assert refused.context["form"].errors == {
+        "finding": ["Select a valid choice. Mass is not one of the available choices."]
+    }

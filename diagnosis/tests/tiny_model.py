@@ -10,12 +10,30 @@ from onnx import TensorProto, helper, numpy_helper
 
 from diagnosis.artefact import write_metadata
 from diagnosis.findings import FINDINGS
+from diagnosis.reliability import RELIABILITY_FLOOR
 
 CHANNELS = 4
 
 
-def build_tiny_artefact(directory, *, name="tiny-test-model", size=32, seed=0, thresholds=None):
-    """Write a complete artefact into ``directory``; returns its metadata."""
+def tiny_reliability(unreliable=()):
+    """Reliability figures in the artefact format: every finding reliable except ``unreliable``."""
+    return {
+        "floor": RELIABILITY_FLOOR,
+        "level": 0.95,
+        "rounds": 1000,
+        "findings": {
+            name: {"auroc": 0.55, "low": 0.45, "high": 0.65, "positives": 20, "reliable": False}
+            if name in unreliable
+            else {"auroc": 0.8, "low": 0.7, "high": 0.9, "positives": 20, "reliable": True}
+            for name in FINDINGS
+        },
+    }
+
+
+def build_tiny_artefact(directory, *, name="tiny-test-model", size=32, seed=0, thresholds=None, unreliable=(), extra=None):
+    """Write a complete artefact into ``directory``; returns its metadata.
+
+    Every finding is reliable except ``unreliable``; ``extra`` adds or replaces metadata entries."""
     rng = np.random.default_rng(seed)
     conv = rng.normal(0, 0.5, (CHANNELS, 1, 4, 4)).astype(np.float32)
     dense = rng.normal(0, 1.0, (CHANNELS, len(FINDINGS))).astype(np.float32)
@@ -63,5 +81,7 @@ def build_tiny_artefact(directory, *, name="tiny-test-model", size=32, seed=0, t
             "input_size": size,
             "serving": {"file": "model.onnx", "input": "image"},
             "metrics": {},
+            "reliability": tiny_reliability(unreliable),
+            **(extra or {}),
         },
     )

@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 from diagnosis.artefact import ArtefactError
 from mltrain.dataset import DatasetError
 from mltrain.export import ExportError
-from mltrain.management.version_option import ModelVersionCommand
+from diagnosis.management.version_option import ModelVersionCommand
 from mltrain.registry import artefact_directory, find_version
 from mltrain.training import TrainingError
 

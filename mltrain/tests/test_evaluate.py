@@ -12,7 +12,6 @@ from diagnosis.findings import FINDINGS
 from diagnosis.models import ModelVersion
 from mltrain import registry, training
 from mltrain.evaluation import compute_report
-from mltrain.metrics import youden_threshold
 
 from .test_train import make_preprocessed, tiny_config
 
@@ -65,17 +64,6 @@ def test_figures_equal_scikit_learns_on_a_known_input():
     )
 
 
-def test_youden_threshold_maximises_tpr_minus_fpr():
-    labels = np.array([0, 0, 0, 1, 1, 0, 1, 1])
-    scores = np.array([0.1, 0.2, 0.35, 0.4, 0.5, 0.55, 0.8, 0.9])
-
-    threshold = youden_threshold(labels, scores)
-
-    assert threshold == 0.4  # flags 0.4 and up: TPR 1.0, FPR 0.25, the best J
-    assert youden_threshold(np.zeros(4), np.arange(4) / 4) == 0.5  # one class: the fallback
-
-
-@pytest.fixture
 def trained(tmp_path, settings):
     settings.DISPREDO_MODEL_DIR = tmp_path / "models"
     settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"

@@ -36,12 +36,17 @@
     ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
   }
 
+  // Off until asked for: a map is a hint, and tinting the film by default hides it.
   var flaggedRow = document.querySelector("#findings tr.flagged");
-  if (flaggedRow) { select.value = flaggedRow.dataset.finding; toggle.checked = true; }
+  if (flaggedRow) select.value = flaggedRow.dataset.finding;
   toggle.addEventListener("change", draw);
   select.addEventListener("change", function () { toggle.checked = true; draw(); });
+  function show(row) { select.value = row.dataset.finding; toggle.checked = true; draw(); }
   document.querySelectorAll("#findings tbody tr").forEach(function (row) {
-    row.addEventListener("click", function () { select.value = row.dataset.finding; toggle.checked = true; draw(); });
+    row.addEventListener("click", function () { show(row); });
+    row.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" || event.key === " ") { event.preventDefault(); show(row); }
+    });
   });
   window.addEventListener("resize", draw);
   if (image.complete) draw(); else image.addEventListener("load", draw);

@@ -8,7 +8,7 @@ from diagnosis.artefact import ArtefactError
 from diagnosis.findings import FINDINGS
 from mltrain.dataset import SPLITS, DatasetError
 from mltrain.evaluation import EvaluationError, evaluate, report_files
-from mltrain.management.version_option import ModelVersionCommand
+from diagnosis.management.version_option import ModelVersionCommand
 from mltrain.registry import find_version
 
 
@@ -47,7 +47,7 @@ class Command(ModelVersionCommand):
         mean = report["mean_auroc"]
         self.stdout.write(f"{'mean AUROC':<20} {'n/a' if mean is None else f'{mean:.3f}':>6}")
         self.stdout.write(
-            f"flags per image {report['flags_per_image']:.1f} (present: {report['findings_per_image']:.2f}); "
+            f"flags per image {report['flags_per_image']:.2f} (present: {report['findings_per_image']:.2f}); "
             f"mean probability {report['mean_probability']:.3f} (prevalence {report['prevalence']:.3f}); "
             f"Brier score {report['brier_score']:.3f}"
         )

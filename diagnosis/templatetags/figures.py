@@ -1,0 +1,30 @@
+"""Template filters that write the model's figures the same way on every page."""
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def percent(fraction, digits=0):
+    """0.953 -> "95 %"; None -> "n/a"."""
+    if fraction is None or fraction == "":
+        return "n/a"
+    return f"{float(fraction) * 100:.{int(digits)}f} %"
+
+
+@register.filter
+def rate_with_interval(values):
+    """[estimate, low, high] as fractions -> "31 % (22–40 %)"; "n/a" where not measured."""
+    if not values or values[0] is None:
+        return "n/a"
+    estimate, low, high = values
+    return f"{estimate * 100:.0f} % ({low * 100:.0f}–{high * 100:.0f} %)"
+
+
+@register.filter
+def auroc_with_interval(row):
+    """A reliability row -> "0.72 (0.66–0.78)"; "n/a" where not measured."""
+    if not row or row.get("auroc") is None or row.get("low") is None:
+        return "n/a"
+    return f"{row['auroc']:.2f} ({row['low']:.2f}–{row['high']:.2f})"
