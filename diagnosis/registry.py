@@ -29,7 +29,7 @@ def register_model_version(directory, *, activate=False, name=None):
     metadata = read_metadata(directory)
     location = relative_location(directory)
     with transaction.atomic():
-        version, _ = ModelVersion.objects.update_or_create(
+        version, created = ModelVersion.objects.update_or_create(
             name=name or metadata["name"],
             defaults={
                 "artefact_path": location,
@@ -39,6 +39,9 @@ def register_model_version(directory, *, activate=False, name=None):
                 "operating_point": metadata.get("operating_point") or {},
             },
         )
+        if not created:
+            # Re-registered (e.g. the shipped default after an upgrade): its past flags follow it.
+            reflag(version)
         if activate:
             version.activate()
     return version
@@ -80,16 +83,23 @@ def set_operating_point(version, specificity, user=None):
         version.operating_point = point
         version.thresholds = {name: row["threshold"] for name, row in point["findings"].items()}
         version.save(update_fields=["operating_point", "thresholds"])
-        changed = 0
-        for finding in FINDINGS:
-            predictions = Prediction.objects.filter(model_version=version, finding=finding)
-            should = Q(probability__gte=version.thresholds[finding]) if version.is_reliable(finding) else Q(pk__in=[])
-            changed += predictions.filter(should, flagged=False).update(flagged=True)
-            changed += predictions.exclude(should).filter(flagged=True).update(flagged=False)
+        changed = reflag(version)
         audit.record_model_change(
             user,
             version,
             f"operating point: target specificity {previous if previous is not None else 'none'} -> "
             f"{specificity:g}; {changed} stored prediction(s) re-flagged",
         )
+    return changed
+
+
+def reflag(version):
+    """Make the stored flags of ``version``'s predictions follow its thresholds and reliability now
+    (``ModelVersion.flags``, in SQL); returns how many predictions changed."""
+    changed = 0
+    for finding in FINDINGS:
+        predictions = Prediction.objects.filter(model_version=version, finding=finding)
+        should = Q(probability__gte=version.thresholds[finding]) if version.is_reliable(finding) else Q(pk__in=[])
+        changed += predictions.filter(should, flagged=False).update(flagged=True)
+        changed += predictions.exclude(should).filter(flagged=True).update(flagged=False)
     return changed

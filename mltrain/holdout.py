@@ -12,6 +12,7 @@ from diagnosis.guard import GUARD_FILE
 from diagnosis.reliability import holdout_metadata
 
 from . import dataset
+from .guard import GuardError
 from .guard import fit as fit_guard
 from .metrics import json_safe
 
@@ -19,9 +20,15 @@ from .metrics import json_safe
 def artefact_extras(directory, probabilities, labels, patients, description, training_pixels, training_patients):
     """Write the holdout scores and the input guard into ``directory``; return their metadata entries."""
     extras = holdout_metadata(directory, probabilities, labels, patients, description)
-    guard = fit_guard(np.asarray(training_pixels), np.asarray(training_patients))
-    guard.save(Path(directory) / GUARD_FILE)
-    extras["guard"] = guard.description()
+    try:
+        guard = fit_guard(np.asarray(training_pixels), np.asarray(training_patients))
+    except GuardError as exc:
+        # Too few training images to say what an X-ray looks like: uploads go unscreened, and the
+        # artefact says why.
+        extras["guard"], extras["guard_not_fitted"] = None, str(exc)
+    else:
+        guard.save(Path(directory) / GUARD_FILE)
+        extras["guard"] = guard.description()
     return json_safe(extras)
 
 

@@ -30,7 +30,7 @@ def test_the_shipped_model_flags_at_its_stored_operating_point(default_model, se
 
 
 @pytest.mark.django_db
-def test_the_command_sets_thresholds_refags_stored_predictions_and_audits(default_model, staff_client, patient, sample_images, settings):
+def test_the_command_sets_thresholds_reflags_stored_predictions_and_audits(default_model, staff_client, patient, sample_images, settings):
     upload_file(staff_client, sample_images["gray_1024"], patient)
     out = io.StringIO()
     call_command("operating_point", "--version", default_model.name, "--specificity", "0.6", stdout=out)
@@ -86,3 +86,23 @@ def test_staff_who_are_not_admins_cannot_change_the_operating_point(default_mode
     assert staff_client.post(url, {"specificity": "0.6"}).status_code in (302, 403)
     default_model.refresh_from_db()
     assert default_model.operating_point["target_specificity"] == 0.95
+
+
+@pytest.mark.django_db
+def test_re_registering_a_version_re_flags_what_it_scored(staff_client, patient, tmp_path, sample_images):
+    from diagnosis.registry import register_model_version
+    from diagnosis.tests.tiny_model import build_tiny_artefact
+
+    build_tiny_artefact(tmp_path / "m", name="upgraded", thresholds={f: 0.0 for f in FINDINGS})
+    version = register_model_version(tmp_path / "m", activate=True)
+    upload_file(staff_client, sample_images["gray_1024"], patient)
+    assert Prediction.objects.filter(flagged=True).count() == 14
+
+    # The same version comes back with reliability figures that clear only two findings.
+    build_tiny_artefact(
+        tmp_path / "m", name="upgraded", thresholds={f: 0.0 for f in FINDINGS},
+        unreliable=[f for f in FINDINGS if f not in ("Edema", "Effusion")],
+    )
+    register_model_version(tmp_path / "m")
+    assert sorted(Prediction.objects.filter(flagged=True).values_list("finding", flat=True)) == ["Edema", "Effusion"]
+    assert Prediction.objects.filter(model_version=version).count() == 14

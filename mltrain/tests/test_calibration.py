@@ -125,7 +125,7 @@ def test_calibrate_makes_a_calibrated_copy_of_an_uncalibrated_ensemble(tmp_path,
     assert cal.metrics["training"]["calibrated_from"] == "raw"
     metadata = read_metadata(registry.artefact_directory(cal))
     assert metadata["config"]["calibrate"] is True
-    assert metadata["threshold_method"].startswith("Youden's J on calibrated out-of-fold predictions")
+    assert metadata["threshold_method"].startswith("specificity 0.95 on the holdout negatives: calibrated out-of-fold predictions")
     # Each calibrated member is its raw member with the head rescaled as recorded.
     pixels = np.load(data_dir / "test_pixels.npy").astype(np.float32)[..., None]
     raw_members = training.load_keras_models(registry.artefact_directory(raw), read_metadata(registry.artefact_directory(raw)))

@@ -1,9 +1,11 @@
 """Cross-validated ensembles (``train --folds K``), the batches they fit on and the random blur layer."""
 
+import io
 import json
 
 import numpy as np
 import pytest
+from django.core.management import call_command
 
 from diagnosis.artefact import read_metadata
 from diagnosis.findings import FINDINGS
@@ -94,7 +96,9 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
     metadata = read_metadata(directory)
     assert metadata["keras_files"] == ["fold-1.keras", "fold-2.keras"]
     assert metadata["config"]["folds"] == 2
-    assert metadata["threshold_method"].startswith("Youden's J on out-of-fold predictions of 2 patient-grouped folds")
+    assert metadata["threshold_method"].startswith(
+        "specificity 0.95 on the holdout negatives: out-of-fold predictions of 2 patient-grouped folds"
+    )
     # Thresholds were chosen on every train + val image, each scored by the member that never saw it.
     pooled = SPLIT_COUNTS["train"] + SPLIT_COUNTS["val"]
     edema = version.metrics["val"]["findings"]["Edema"]
@@ -120,6 +124,19 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
     report = evaluate(version, split="test", data_dir=data_dir)
     assert report["images"] == SPLIT_COUNTS["test"]
 
+    # manage.py holdout rebuilds the same out-of-fold scores from the recorded folds, and with them
+    # the same reliability and thresholds.
+    with np.load(directory / "holdout_scores.npz") as stored:
+        written = {key: stored[key] for key in ("probabilities", "labels", "patients")}
+    assert written["probabilities"].shape == (pooled, len(FINDINGS))
+    call_command("holdout", "--version", "cv", verbosity=0, stdout=io.StringIO())
+    with np.load(directory / "holdout_scores.npz") as stored:
+        np.testing.assert_allclose(stored["probabilities"], written["probabilities"], atol=1e-6)
+        np.testing.assert_array_equal(stored["patients"], written["patients"])
+    version.refresh_from_db()
+    assert version.thresholds == pytest.approx(metadata["thresholds"], abs=1e-6)
+    assert version.reliability["findings"] == pytest.approx(metadata["reliability"]["findings"])
+
 
 def test_repeated_members_run_fold_by_fold_within_each_repeat():
     config = TrainConfig(folds=3, repeats=2)
@@ -143,7 +160,7 @@ def test_repeats_add_members_per_fold_and_keep_the_first_repeats_networks(tmp_pa
     directory = registry.artefact_directory(version)
     metadata = read_metadata(directory)
     assert len(metadata["keras_files"]) == 4
-    assert metadata["threshold_method"].endswith("folds of train + val (2 networks per fold) (flag when probability >= threshold)")
+    assert "folds of train + val (2 networks per fold), each image scored by the members" in metadata["threshold_method"]
     fits = version.metrics["training"]["fits"]
     assert sorted(fits) == ["fold 1 repeat 1", "fold 1 repeat 2", "fold 2 repeat 1", "fold 2 repeat 2"]
     for fold in (1, 2):  # both repeats left out the same patients

@@ -64,6 +64,7 @@ def test_figures_equal_scikit_learns_on_a_known_input():
     )
 
 
+@pytest.fixture
 def trained(tmp_path, settings):
     settings.DISPREDO_MODEL_DIR = tmp_path / "models"
     settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"

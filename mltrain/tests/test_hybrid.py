@@ -80,8 +80,15 @@ def test_addhog_serves_each_network_joined_with_its_folds_hog_regression(tmp_pat
     assert metadata["hog"]["from"] == "cv" and metadata["hog"]["strength"] == 0.01
     assert metadata["hog"]["network_weight"] == hybrid.WEIGHT
     assert metadata["threshold_method"].startswith(
-        "Youden's J on calibrated out-of-fold predictions of 2 patient-grouped folds of train + val joined with HOG"
+        "specificity 0.95 on the holdout negatives: calibrated out-of-fold predictions of 2 patient-grouped "
+        "folds of train + val joined with HOG"
     )
+    # manage.py holdout rebuilds the joined members' out-of-fold scores as addhog computed them.
+    with np.load(directory / "holdout_scores.npz") as stored:
+        written = stored["probabilities"]
+    call_command("holdout", "--version", "cv-hog", verbosity=0)
+    with np.load(directory / "holdout_scores.npz") as stored:
+        np.testing.assert_allclose(stored["probabilities"], written, atol=1e-5)
     assert set(metadata["thresholds"]) == set(FINDINGS)
     pooled = SPLIT_COUNTS["train"] + SPLIT_COUNTS["val"]
     edema = version.metrics["val"]["findings"]["Edema"]

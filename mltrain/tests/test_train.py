@@ -127,6 +127,19 @@ def test_training_writes_an_artefact_that_loads_with_its_labels_and_thresholds(t
     assert metadata["config"]["seed"] == 3
     assert metadata["data_manifest"]["source"] == "synthetic"
     assert version.metrics["val"]["findings"]["Hernia"]["threshold"] == version.thresholds["Hernia"]
+    # The validation split's scores by the served graph are its holdout scores: they give the thresholds
+    # (specificity 0.95) and the reliability, copied to the version.
+    with np.load(directory / "holdout_scores.npz") as stored:
+        holdout, labels = stored["probabilities"], stored["labels"].astype(bool)
+    val_probabilities, _ = run_onnx(onnx_session(directory / "model.onnx"), np.load(data_dir / "val_pixels.npy"))
+    np.testing.assert_allclose(holdout, val_probabilities, atol=1e-6)
+    i = FINDINGS.index("Effusion")
+    assert (holdout[~labels[:, i], i] < version.thresholds["Effusion"]).mean() >= 0.95
+    assert version.operating_point["target_specificity"] == 0.95
+    assert version.reliability == metadata["reliability"] and set(version.reliability["findings"]) == set(FINDINGS)
+    # Too few training images to fit an input guard: the artefact says so instead.
+    assert metadata["guard"] is None
+    assert metadata["guard_not_fitted"].startswith("Too few images (")
     assert not version.is_active
     # Nothing half-written left beside it.
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny"]
@@ -306,14 +319,19 @@ def test_the_web_app_scores_uploads_with_the_active_trained_version(tmp_path, da
     assert predictions.count() == len(FINDINGS)
     for prediction in predictions:
         assert prediction.model_version == trained
-        assert prediction.flagged == (prediction.probability >= trained.thresholds[prediction.finding])
+        assert prediction.flagged == (
+            trained.is_reliable(prediction.finding) and prediction.probability >= trained.thresholds[prediction.finding]
+        )
 
-    # Another version (same weights, every threshold 0: everything flagged), activated: later uploads use it.
+    # Another version (same weights, every threshold 0 and every finding reliable: everything flagged),
+    # activated: later uploads use it.
     import shutil
 
     other_dir = tmp_path / "models" / "other"
     shutil.copytree(registry.artefact_directory(trained), other_dir)
     metadata = json.loads((other_dir / "metadata.json").read_text())
+    for row in metadata["reliability"]["findings"].values():
+        row["reliable"] = True
     metadata.update(name="other", thresholds={name: 0.0 for name in FINDINGS})
     (other_dir / "metadata.json").write_text(json.dumps(metadata))
     other = register_model_version(other_dir)
