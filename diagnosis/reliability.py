@@ -80,7 +80,10 @@ def specificity_threshold(negative_scores, specificity):
     negatives = np.sort(np.asarray(negative_scores, dtype=np.float64))
     if not len(negatives):
         return 1.0
-    candidates = np.append(np.unique(negatives), np.nextafter(negatives[-1], np.inf))
+    # Scores are float32 model outputs: the step above the highest one is taken in float32 too, so
+    # that the threshold still lies above it when compared in float32.
+    above = np.nextafter(np.float32(negatives[-1]), np.float32(np.inf))
+    candidates = np.append(np.unique(negatives), float(above))
     below = np.searchsorted(negatives, candidates, side="left") / len(negatives)
     return float(min(candidates[np.argmax(below >= specificity - 1e-12)], 1.0))
 

@@ -22,7 +22,8 @@ def test_the_specificity_threshold_keeps_that_share_of_negatives_below_it():
     assert (negatives < threshold).mean() == 0.95
     # Ties cannot be split: the threshold moves above the whole tied run.
     tied = np.array([0.1] * 5 + [0.2] * 5)
-    assert specificity_threshold(tied, 0.6) == np.nextafter(0.2, 1)
+    assert specificity_threshold(tied, 0.6) == float(np.nextafter(np.float32(0.2), np.float32(1)))
+    assert (tied.astype(np.float32) < np.float32(specificity_threshold(tied, 0.6))).all()
     assert specificity_threshold(tied, 0.5) == 0.2
     assert specificity_threshold([], 0.95) == 1.0
 
