@@ -21,7 +21,6 @@ average is printed).
 """
 
 import argparse
-import csv
 import json
 import statistics
 import sys
@@ -57,22 +56,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def unseen_nih_paths(folder, patients_file):
-    """NIH sample images whose patient is not in the model's training patients, and all of images_003."""
-    trained = set(json.loads(Path(patients_file).read_text()).get("train", []))
-    patient_of = {}
-    with open(folder / "Data_Entry_2017.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            patient_of[row["Image Index"]] = int(row["Patient ID"])
-    paths = []
-    for sub in ("images_001", "images_002"):
-        for path in sorted((folder / sub / "images").glob("*.png")):
-            if patient_of.get(path.name, int(path.name[:8])) not in trained:
-                paths.append(path)
-    paths += sorted((folder / "images_003" / "images").glob("*.png"))
-    return paths
-
-
 def measure(args):
     import numpy as np
     from PIL import Image
@@ -80,10 +63,11 @@ def measure(args):
     sys.path.insert(0, str(REPO))
     from diagnosis.guard import InputGuard
     from diagnosis.imaging import to_model_pixels
+    from diagnosis.tests.nih_unseen import unseen_images
 
     guard = InputGuard.load(args.guard)
     folder = nih_sample()
-    paths = unseen_nih_paths(folder, args.patients)
+    paths = [path for path, _ in unseen_images(folder, args.patients)]
     if not paths:
         raise BenchError(f"No unseen NIH images in {folder}.")
     print(f"Preparing the model pixels of {len(paths)} unseen NIH images ...", flush=True)

@@ -1,37 +1,20 @@
 """End to end in a real headless browser: sign in, upload an X-ray, see the diagnosis."""
 
-import shutil
-
 import pytest
 from django.contrib.auth import get_user_model
 
 from diagnosis.models import Patient, XRay, XRayStatus
 from diagnosis.registry import register_model_version
+from diagnosis.tests.browser import MARKS, chromium_page
 from diagnosis.tests.tiny_model import build_tiny_artefact
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (bin/test installs it when run as root)"),
-]
+pytestmark = MARKS
 
 
 @pytest.fixture
-def browser_page(monkeypatch, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
+def browser_page(monkeypatch):
+    with chromium_page(monkeypatch, {"width": 1280, "height": 900}) as page:
         yield page
-        browser.close()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,7 +1,5 @@
 """At a phone's width (390 px) no page scrolls sideways, and the worklist filters are labelled."""
 
-import shutil
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -11,15 +9,11 @@ from diagnosis.imaging import open_xray
 from diagnosis.models import Patient, XRayStatus
 from diagnosis.registry import register_model_version
 from diagnosis.scoring import score_xray, store_xray
+from diagnosis.tests.browser import MARKS, chromium_page
 from diagnosis.tests.factories import make_xray
 from diagnosis.tests.tiny_model import build_tiny_artefact
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (bin/test installs it when run as root)"),
-]
+pytestmark = MARKS
 
 PHONE = {"width": 390, "height": 844}
 # Whether the page is wider than the window, with both widths for the failure message.
@@ -28,19 +22,8 @@ SCROLL_WIDTHS = "[document.documentElement.scrollWidth, window.innerWidth]"
 
 @pytest.fixture
 def phone_page(monkeypatch):
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        page = browser.new_page(viewport=PHONE)
+    with chromium_page(monkeypatch, PHONE) as page:
         yield page
-        browser.close()
 
 
 def assert_no_sideways_scroll(page, url):

@@ -1,37 +1,17 @@
 """What staff see on patients the shipped model never saw, uploaded through the page like a clinic would."""
 
-import csv
-import json
-
 import numpy as np
 import pytest
 from django.conf import settings
 
-from diagnosis.findings import FINDINGS, NO_FINDING
 from diagnosis.models import XRay, XRayStatus
 from diagnosis.tests.conftest import upload_file
-
-
-def unseen_test_images(nih_sample):
-    """``[(path, labels)]`` of the sample's first release images whose patients the model did not train on
-    (the test split of the data it was trained on), with their 14 labels."""
-    trained = set(json.loads((settings.DISPREDO_DEFAULT_MODEL_DIR / "patients.json").read_text())["train"])
-    with open(nih_sample / "Data_Entry_2017.csv", newline="") as handle:
-        rows = {row["Image Index"]: row for row in csv.DictReader(handle)}
-    images = []
-    for folder in ("images_001", "images_002"):
-        for path in sorted((nih_sample / folder / "images").glob("*.png")):
-            row = rows[path.name]
-            if int(row["Patient ID"]) in trained:
-                continue
-            present = set(row["Finding Labels"].split("|")) - {NO_FINDING}
-            images.append((path, np.array([name in present for name in FINDINGS])))
-    return images
+from diagnosis.tests.nih_unseen import unseen_images
 
 
 @pytest.mark.django_db
 def test_flags_are_rare_and_only_for_reliable_findings_on_the_test_split(staff_client, patient, default_model, nih_sample):
-    images = unseen_test_images(nih_sample)
+    images = unseen_images(nih_sample, settings.DISPREDO_DEFAULT_MODEL_DIR / "patients.json", later_release=False)
     assert len(images) == 239  # the test split the shipped model was evaluated on
 
     for path, _ in images:

@@ -1,7 +1,6 @@
 """The input guard: the shipped guard on real NIH images it never saw and on images that are not
 chest X-rays, the threshold rule of ``mltrain.guard.fit``, and the .npz file format."""
 
-import csv
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from PIL import Image, ImageOps
 from diagnosis.guard import GUARD_FILE, REFUSAL_MESSAGE, InputGuard
 from diagnosis.imaging import to_model_pixels
 from diagnosis.tests.conftest import REPO
+from diagnosis.tests.nih_unseen import unseen_images
 from diagnosis.tests.nonxray_corpus import build_corpus
 from mltrain.guard import _fit_arrays, _patient_folds, fit
 
@@ -31,21 +31,8 @@ def corpus(nih_sample):
 
 
 def unseen_nih_images(nih_sample):
-    """Paths of the NIH sample images the shipped model (and its guard) did not train on: those of
-    images_001 and images_002 whose patient is not in patients.json's "train" list, and all of
-    images_003."""
-    trained = set(json.loads((SHIPPED / "patients.json").read_text())["train"])
-    patient_of = {}
-    with open(nih_sample / "Data_Entry_2017.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            patient_of[row["Image Index"]] = int(row["Patient ID"])
-    paths = []
-    for folder in ("images_001", "images_002"):
-        for path in sorted((nih_sample / folder / "images").glob("*.png")):
-            if patient_of.get(path.name, int(path.name[:8])) not in trained:
-                paths.append(path)
-    paths += sorted((nih_sample / "images_003" / "images").glob("*.png"))
-    return paths
+    """The NIH sample images the shipped model (and its guard) did not train on."""
+    return [path for path, _ in unseen_images(nih_sample, SHIPPED / "patients.json")]
 
 
 # --- the shipped guard --------------------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""Headless Chromium for the end-to-end tests: Debian's chromium driven by Playwright."""
+
+import contextlib
+import shutil
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (bin/test installs it when run as root)"),
+]
+
+
+@contextlib.contextmanager
+def chromium_page(monkeypatch, viewport):
+    """A page of a fresh headless Chromium with ``viewport`` ({"width", "height"}), closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        try:
+            yield browser.new_page(viewport=viewport)
+        finally:
+            browser.close()
