@@ -1,7 +1,6 @@
 import logging
 
 import markdown
-
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
@@ -12,8 +11,8 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from . import audit
-from .artefact import model_card_path
 from .access import get_patient_for_user, get_xray_for_user, staff_required
+from .artefact import model_card_path
 from .findings import DISPLAY_NAMES
 from .forms import PatientForm, PatientSearchForm, ReviewForm, UploadForm, WorklistFilterForm
 from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus

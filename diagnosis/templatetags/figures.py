@@ -5,21 +5,26 @@ from django import template
 register = template.Library()
 
 
+# A figure and its unit stay on one line; a narrow column breaks only before the interval.
+NBSP = "\u00a0"
+
+
 @register.filter
 def percent(fraction, digits=0):
     """0.953 -> "95 %"; None -> "n/a"."""
     if fraction is None or fraction == "":
         return "n/a"
-    return f"{float(fraction) * 100:.{int(digits)}f} %"
+    return f"{float(fraction) * 100:.{int(digits)}f}{NBSP}%"
 
 
 @register.filter
 def rate_with_interval(values):
-    """[estimate, low, high] as fractions -> "31 % (22–40 %)"; "n/a" where not measured."""
+    """[estimate, low, high] as fractions -> "31 % (22–40 %)" (no-break spaces before %); "n/a" where
+    not measured."""
     if not values or values[0] is None:
         return "n/a"
     estimate, low, high = values
-    return f"{estimate * 100:.0f} % ({low * 100:.0f}–{high * 100:.0f} %)"
+    return f"{estimate * 100:.0f}{NBSP}% ({low * 100:.0f}–{high * 100:.0f}{NBSP}%)"
 
 
 @register.filter
