@@ -7,6 +7,7 @@ register = template.Library()
 
 # A figure and its unit stay on one line; a narrow column breaks only before the interval.
 NBSP = "\u00a0"
+RANGE = "\u2013\u2060"  # an en dash followed by a word joiner: no line break after it
 
 
 @register.filter
@@ -24,7 +25,7 @@ def rate_with_interval(values):
     if not values or values[0] is None:
         return "n/a"
     estimate, low, high = values
-    return f"{estimate * 100:.0f}{NBSP}% ({low * 100:.0f}–{high * 100:.0f}{NBSP}%)"
+    return f"{estimate * 100:.0f}{NBSP}% ({low * 100:.0f}{RANGE}{high * 100:.0f}{NBSP}%)"
 
 
 @register.filter
@@ -32,4 +33,4 @@ def auroc_with_interval(row):
     """A reliability row -> "0.72 (0.66–0.78)"; "n/a" where not measured."""
     if not row or row.get("auroc") is None or row.get("low") is None:
         return "n/a"
-    return f"{row['auroc']:.2f} ({row['low']:.2f}–{row['high']:.2f})"
+    return f"{row['auroc']:.2f} ({row['low']:.2f}{RANGE}{row['high']:.2f})"

@@ -80,5 +80,5 @@ def test_the_model_version_page_shows_its_evaluation(admin_client_, tiny_model):
 @pytest.mark.django_db
 def test_the_model_version_page_lists_its_thresholds_and_reliability(admin_client_, tiny_model):
     html = admin_client_.get(reverse("admin:diagnosis_modelversion_change", args=[tiny_model.pk])).content.decode()
-    assert "<tr><td>Pleural_Thickening</td><td>0.500</td><td>n/a</td><td>n/a</td><td>0.80 (0.70–0.90)</td><td>yes</td></tr>" in html
+    assert "<tr><td>Pleural_Thickening</td><td>0.500</td><td>n/a</td><td>n/a</td><td>0.80 (0.70–\u20600.90)</td><td>yes</td></tr>" in html
     assert "Target specificity: not set." in html
