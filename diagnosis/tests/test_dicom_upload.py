@@ -180,3 +180,14 @@ def test_an_object_without_pixel_data_is_refused(staff_client, patient, default_
     dataset.save_as(path)
     response = upload_file(staff_client, path, patient=patient)
     assert response.context["form"].errors["image"] == [NO_PIXELS_MESSAGE]
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_the_dicom_study_and_a_png_rendering(admin_client_, staff_client, default_model, dicom_sample):
+    upload_file(staff_client, dicom_sample / "nema_rg1_cr_chest_j2k_lossy.dcm")
+    xray = XRay.objects.get()
+    page = admin_client_.get(reverse("admin:diagnosis_xray_change", args=[xray.pk])).content.decode()
+    assert xray.sop_instance_uid in page and "exam Number" in page
+    assert reverse("diagnosis:xray_image", args=[xray.pk]) in page
+    image = admin_client_.get(reverse("diagnosis:xray_image", args=[xray.pk]))
+    assert image["Content-Type"] == "image/png" and image.content.startswith(b"\x89PNG")
