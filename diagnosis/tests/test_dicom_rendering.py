@@ -79,3 +79,16 @@ def test_the_header_gives_patient_and_study(dicom_sample):
     assert header.study_date.isoformat() == "2004-08-26"
     assert header.view_position == "PA"
     assert header.transfer_syntax == "JPEG-LS Lossy (Near-Lossless) Image Compression"
+
+
+def test_dicom_without_a_preamble_is_recognised_by_parsing(dicom_sample):
+    data = (dicom_sample / "nih_dx_secondary_capture.dcm").read_bytes()[132:]  # no preamble, no DICM word
+    assert open_xray(data).format == "DICOM"
+
+
+def test_bytes_that_are_neither_image_nor_dicom_are_refused():
+    from diagnosis.imaging import InvalidImage, RefusedDicom
+
+    with pytest.raises(InvalidImage) as refused:
+        open_xray(b"%PDF-1.7 not an x-ray" * 20)
+    assert not isinstance(refused.value, RefusedDicom)
