@@ -10,6 +10,9 @@ Served model (``diagnosis.inference.Predictor``, ONNX Runtime, as a web worker r
 - the input guard's time for one image, on the same pixels;
 - end to end from PNG bytes for 64, 256 and 1024 px NIH images: ``open_xray`` + ``to_model_pixels``
   + predict;
+- DICOM decode time per transfer syntax, next to PNG: ``open_xray`` (header checks, decode, display
+  transforms) + ``to_model_pixels`` for each readable file of ``../shared/data/dicom-sample`` (or
+  ``DISPREDO_DICOM_SAMPLE``), one row "DICOM <transfer syntax> (<width>x<height>)" per syntax and size;
 - throughput at batch 32 (images/s);
 - resident memory (VmRSS, peak VmHWM) of a fresh process that has only set up Django, loaded the
   model and scored one image; that process must not import TensorFlow (checked).
@@ -407,6 +410,8 @@ def measure_served(args, artefact, files):
         for s in SAMPLE_SIZES
     }
 
+    dicom_decode = measure_dicom_decode(size, max(args.runs // 10, 5))
+
     batch = np.stack([prepared[i % len(prepared)] for i in range(args.batch)])
     batch_times = time_calls(predictor.predict_pixels, [batch], args.batch_runs, min(args.warmup, 3))
     scores = predictor.predict_pixels(batch[:1])[0]
@@ -428,12 +433,31 @@ def measure_served(args, artefact, files):
         "input_guard_one_image": summary_ms(guard) if guard else None,
         "end_to_end_from_png": {str(s): v for s, v in end_to_end.items()},
         "decode_and_resize_only": {str(s): v for s, v in decode.items()},
+        "dicom_decode_and_resize": dicom_decode,
         "batch": args.batch,
         "batch_latency": summary_ms(batch_times),
         "batch_images_per_s": round(args.batch * len(batch_times) / sum(batch_times), 1),
         "images_per_size": {str(s): len(v) for s, v in data.items()},
         "spinning_off": {"model_time_one_image": summary_ms(no_spin_model), "end_to_end_from_png_1024": summary_ms(no_spin_e2e)},
     }
+
+
+def measure_dicom_decode(size, runs):
+    """{"<transfer syntax> (<w>x<h>)": summary} for each readable sample DICOM (empty without the sample)."""
+    from diagnosis.imaging import InvalidImage, open_xray, to_model_pixels
+
+    folder = Path(os.environ.get("DISPREDO_DICOM_SAMPLE", REPO.parent / "shared" / "data" / "dicom-sample"))
+    figures = {}
+    for path in sorted(folder.glob("*.dcm")) if folder.is_dir() else []:
+        data = path.read_bytes()
+        try:
+            image = open_xray(data)
+        except InvalidImage:
+            continue  # refused files (the hip, the broken codestream) have no decode time to report
+        label = f"{image.info['dicom'].transfer_syntax} ({image.width}x{image.height})"
+        if label not in figures:
+            figures[label] = summary_ms(time_calls(lambda b: to_model_pixels(open_xray(b), size), [data], runs, 1))
+    return figures
 
 
 def _session(artefact, metadata, threads, spinning):
@@ -473,6 +497,8 @@ def report(figures):
         rows.append([f"served: end to end from {size} px PNG", _fmt(s["median_ms"]), _fmt(s["p95_ms"]), s["n"]])
     for size, s in served["decode_and_resize_only"].items():
         rows.append([f"  of which decode + resize ({size} px)", _fmt(s["median_ms"]), _fmt(s["p95_ms"]), s["n"]])
+    for label, s in (served.get("dicom_decode_and_resize") or {}).items():
+        rows.append([f"  DICOM {label}: decode + resize", _fmt(s["median_ms"]), _fmt(s["p95_ms"]), s["n"]])
     off = served["spinning_off"]
     for label, s in (
         ("served, ORT spinning off: model time", off["model_time_one_image"]),

@@ -77,7 +77,8 @@ class XRayAdmin(admin.ModelAdmin):
     # What was uploaded, for whom, and what became of it is the record: not edited by hand.
     readonly_fields = [
         "image_preview", "patient", "status", "original_name", "sha256", "width", "height", "uploaded_by",
-        "uploaded_at", "error", "guard_overridden",
+        "uploaded_at", "error", "guard_overridden", "study_date", "accession_number", "study_instance_uid",
+        "sop_instance_uid",
     ]
     exclude = ["image"]
     inlines = [PredictionInline]

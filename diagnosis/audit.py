@@ -44,3 +44,21 @@ def _system_user():
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def record_dicom(user, calling_ae, *, outcome, xray=None, patient_mrn="", sop_instance_uid=""):
+    """Log one object received by the DICOM listener, stored or refused, with its calling AE title.
+
+    A stored object links its X-ray and patient; a refusal has no patient row (``patient_mrn`` is
+    the header's Patient ID, or empty) and object id 0."""
+    patient = xray.patient if xray is not None else None
+    AuditEvent.objects.create(
+        user=user,
+        username=user.get_username() if user else "dicom",
+        action=AuditAction.CREATE,
+        patient=patient,
+        patient_mrn=(patient.mrn if patient else patient_mrn)[:64],
+        object_type="dicom",
+        object_id=xray.pk if xray is not None else 0,
+        detail=f"from AE {calling_ae or '?'}; SOP Instance UID {sop_instance_uid or '?'}; {outcome}"[:200],
+    )

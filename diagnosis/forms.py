@@ -4,10 +4,11 @@ from django.core.exceptions import ValidationError
 
 from .findings import DISPLAY_NAMES, FINDINGS
 from .guard import REFUSAL_MESSAGE
-from .imaging import InvalidImage, open_xray
+from . import dicom_records
+from .imaging import InvalidImage, RefusedDicom, open_xray
 from .models import Patient, Review, Verdict, ViewPosition, XRayStatus
 
-INVALID_IMAGE_MESSAGE = "Please upload a chest X-ray image (PNG or JPEG)."
+INVALID_IMAGE_MESSAGE = "Please upload a chest X-ray image (PNG, JPEG or DICOM)."
 
 
 class DateInput(forms.DateInput):
@@ -28,7 +29,9 @@ class PatientForm(forms.ModelForm):
 
 
 class XRayFileField(forms.FileField):
-    """A file that must decode as a PNG or JPEG image; cleans to (bytes, PIL image, name)."""
+    """A file that must decode as a PNG, JPEG or DICOM chest X-ray; cleans to (bytes, PIL image, name).
+
+    DICOM refusals (colour, multi-frame, not a chest, damaged...) keep their own code and message."""
 
     default_error_messages = {
         "required": "Please choose an X-ray image file.",
@@ -48,6 +51,8 @@ class XRayFileField(forms.FileField):
         content = upload.read()
         try:
             image = open_xray(content)
+        except RefusedDicom as exc:
+            raise ValidationError(exc.message, code=exc.code) from exc
         except InvalidImage as exc:
             raise ValidationError(self.error_messages["invalid"], code="invalid_image") from exc
         return content, image, upload.name
@@ -59,11 +64,12 @@ class UploadForm(forms.Form):
     patient = forms.ModelChoiceField(
         queryset=Patient.objects.all(), required=False, empty_label="— New patient (fill in below) —"
     )
-    new_mrn = forms.CharField(label="Medical record number", max_length=32, required=False)
+    new_mrn = forms.CharField(label="Medical record number", max_length=64, required=False)
     new_name = forms.CharField(label="Name", max_length=200, required=False)
     new_sex = forms.ChoiceField(label="Sex", choices=PatientForm.base_fields["sex"].choices, required=False, initial="U")
     new_date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
-    image = XRayFileField(label="X-ray image", widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg"}))
+    image = XRayFileField(label="X-ray image", widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,application/dicom,.dcm"})
+    )
     view_position = forms.ChoiceField(
         choices=[("", "Unknown")] + list(ViewPosition.choices), required=False
     )
@@ -84,6 +90,11 @@ class UploadForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        header = dicom_records.header_of(cleaned["image"][1]) if cleaned.get("image") else None
+        if header is not None:
+            self._check_dicom_header(cleaned, header)
+            if self.errors:
+                return cleaned
         if cleaned.get("patient"):
             return cleaned
         new_patient = PatientForm(
@@ -92,7 +103,7 @@ class UploadForm(forms.Form):
                 "name": cleaned.get("new_name", ""),
                 "sex": cleaned.get("new_sex") or "U",
                 "date_of_birth": cleaned.get("new_date_of_birth"),
-                "notes": "",
+                "notes": self._header_notes,
             }
         )
         if not (cleaned.get("new_mrn") or cleaned.get("new_name")):
@@ -105,9 +116,45 @@ class UploadForm(forms.Form):
         cleaned["new_patient"] = new_patient.instance
         return cleaned
 
+    def _check_dicom_header(self, cleaned, header):
+        """Refuse a stored SOP Instance UID or a header naming another patient; with no patient
+        chosen, take the one the header names, or fill the new patient's blank fields from it."""
+        duplicate = dicom_records.duplicate_message(header)
+        if duplicate:
+            self.add_error("image", ValidationError(duplicate, code="duplicate_sop_instance"))
+            return
+        chosen = cleaned.get("patient")
+        if chosen is None and not (cleaned.get("new_mrn") or cleaned.get("new_name")):
+            chosen = dicom_records.existing_patient(header)
+            cleaned["patient"] = chosen
+        if chosen is not None:
+            wrong = dicom_records.wrong_patient_message(header, chosen)
+            if wrong:
+                self.add_error("patient", ValidationError(wrong, code="wrong_patient"))
+            return
+        typed = Patient(mrn=(cleaned.get("new_mrn") or "").strip().upper())
+        wrong = dicom_records.wrong_patient_message(header, typed)
+        if wrong:
+            self.add_error("new_mrn", ValidationError(wrong, code="wrong_patient"))
+            return
+        fields = dicom_records.new_patient_fields(header)
+        for name in ("mrn", "name", "date_of_birth"):
+            if not cleaned.get(f"new_{name}"):
+                cleaned[f"new_{name}"] = fields[name]
+        if cleaned.get("new_sex") in ("", "U", None):
+            cleaned["new_sex"] = fields["sex"]
+        self._header_notes = fields["notes"]
+
+    _header_notes = ""
+
     def chosen_patient(self):
         """The patient to attach the X-ray to: an existing row or an unsaved new one."""
         return self.cleaned_data.get("patient") or self.cleaned_data["new_patient"]
+
+    def chosen_view_position(self):
+        """The view chosen on the form, else the DICOM header's ViewPosition (PA/AP), else unknown."""
+        header = dicom_records.header_of(self.cleaned_data["image"][1])
+        return self.cleaned_data["view_position"] or (header.view_position if header else "")
 
 
 class WorklistFilterForm(forms.Form):

@@ -9,7 +9,9 @@ import io
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-# Formats accepted on upload, decided from the file's content, never its name.
+from .dicom import DicomRefused, looks_like_dicom, read_dicom
+
+# Formats accepted on upload, decided from the file's content, never its name (DICOM besides).
 ACCEPTED_FORMATS = {"PNG", "JPEG"}
 
 # Refuse decompression bombs well before they reach memory (a 4096x4096 X-ray is 16.8 MP).
@@ -17,17 +19,30 @@ MAX_PIXELS = 50_000_000
 
 
 class InvalidImage(ValueError):
-    """The bytes are not a readable PNG or JPEG image."""
+    """The bytes are not a readable PNG, JPEG or DICOM chest X-ray."""
+
+
+class RefusedDicom(InvalidImage):
+    """DICOM that Dispredo does not take; ``code`` and ``message`` say why, for staff and PACS."""
+
+    def __init__(self, refusal):
+        super().__init__(refusal.message)
+        self.code = refusal.code
+        self.message = refusal.message
 
 
 def open_xray(data):
     """Decode ``data`` (bytes) fully and return a PIL image, or raise ``InvalidImage``.
 
-    ``verify()`` catches corrupt chunks and ``load()`` catches truncation, so a file that
-    passes here can be stored and scored.
+    DICOM (the DICM word after the preamble, or a dataset that parses) is read by ``dicom.py``
+    into a display-ready 8-bit image (``format`` "DICOM", the header in ``info["dicom"]``);
+    a DICOM refusal is a ``RefusedDicom``. For PNG and JPEG, ``verify()`` catches corrupt chunks
+    and ``load()`` catches truncation, so a file that passes here can be stored and scored.
     """
     if not data:
         raise InvalidImage("The file is empty.")
+    if looks_like_dicom(data):
+        return _open_dicom(data)
     try:
         with Image.open(io.BytesIO(data)) as probe:
             if probe.format not in ACCEPTED_FORMATS:
@@ -39,9 +54,28 @@ def open_xray(data):
         image.load()
     except InvalidImage:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:
+        # Not an image Pillow knows: DICOM without a preamble is the one other thing accepted.
+        image = _open_dicom(data)
+        if image is None:
+            raise InvalidImage(str(exc)) from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise InvalidImage(str(exc)) from exc
     return image
+
+
+def dicom_png(data):
+    """PNG bytes of the display rendering of stored DICOM ``data``, for the browser."""
+    buffer = io.BytesIO()
+    to_grayscale(open_xray(data)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _open_dicom(data):
+    try:
+        return read_dicom(data, MAX_PIXELS)
+    except DicomRefused as refusal:
+        raise RefusedDicom(refusal) from refusal
 
 
 def to_grayscale(image):

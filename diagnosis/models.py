@@ -46,7 +46,8 @@ class PatientQuerySet(models.QuerySet):
 
 
 class Patient(models.Model):
-    mrn = models.CharField("medical record number", max_length=32, unique=True)
+    # 64: a DICOM Patient ID (LO) is up to 64 characters, and a received one becomes the record number.
+    mrn = models.CharField("medical record number", max_length=64, unique=True)
     name = models.CharField(max_length=200)
     sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
     date_of_birth = models.DateField(null=True, blank=True)
@@ -169,12 +170,26 @@ class XRay(models.Model):
     guard_overridden = models.BooleanField(
         default=False, help_text="Scored although the input guard found it unlike a frontal chest X-ray (confirmed by staff)."
     )
+    # From the DICOM header (empty for PNG and JPEG uploads).
+    study_date = models.DateField(null=True, blank=True)
+    accession_number = models.CharField(max_length=64, blank=True)
+    study_instance_uid = models.CharField("Study Instance UID", max_length=64, blank=True)
+    sop_instance_uid = models.CharField("SOP Instance UID", max_length=64, blank=True)
 
     objects = XRayQuerySet.as_manager()
 
     class Meta:
         ordering = ["-uploaded_at", "-pk"]
         verbose_name = "X-ray"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sop_instance_uid"], condition=~Q(sop_instance_uid=""), name="one_xray_per_sop_instance_uid"
+            )
+        ]
+
+    @property
+    def is_dicom(self):
+        return self.image.name.lower().endswith(".dcm")
 
     def __str__(self):
         return f"X-ray {self.pk} of {self.patient} ({self.uploaded_at:%Y-%m-%d %H:%M})"
@@ -301,7 +316,7 @@ class AuditEvent(models.Model):
     username = models.CharField(max_length=150)
     action = models.CharField(max_length=10, choices=AuditAction.choices)
     patient = models.ForeignKey(Patient, null=True, on_delete=models.SET_NULL, related_name="audit_events")
-    patient_mrn = models.CharField(max_length=32)
+    patient_mrn = models.CharField(max_length=64)
     object_type = models.CharField(max_length=20)
     object_id = models.PositiveBigIntegerField()
     detail = models.CharField(max_length=200, blank=True)

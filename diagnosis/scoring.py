@@ -11,6 +11,7 @@ import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from . import dicom_records
 from .artefact import ArtefactError
 from .findings import FINDINGS
 from .imaging import open_xray
@@ -23,8 +24,12 @@ logger = logging.getLogger(__name__)
 def store_xray(
     *, patient, data, original_name, image, uploaded_by, view_position="", clinical_note="", guard_overridden=False
 ):
-    """Save the file and its row together: if either fails, neither is left behind."""
+    """Save the file and its row together: if either fails, neither is left behind.
+
+    DICOM is stored as received (.dcm) with its study fields from the header."""
+    header = dicom_records.header_of(image)
     xray = XRay(
+        **(dicom_records.study_fields(header) if header else {}),
         patient=patient,
         original_name=original_name[:255],
         sha256=XRay.digest(data),
@@ -35,7 +40,7 @@ def store_xray(
         clinical_note=clinical_note,
         guard_overridden=guard_overridden,
     )
-    suffix = {"PNG": ".png", "JPEG": ".jpg"}.get(image.format, ".img")
+    suffix = {"PNG": ".png", "JPEG": ".jpg", "DICOM": ".dcm"}.get(image.format, ".img")
     xray.image.save(f"upload{suffix}", ContentFile(data), save=False)
     try:
         with transaction.atomic():

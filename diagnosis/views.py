@@ -5,7 +5,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
@@ -14,6 +14,7 @@ from . import audit
 from .access import get_patient_for_user, get_xray_for_user, staff_required
 from .artefact import model_card_path
 from .findings import DISPLAY_NAMES
+from .imaging import dicom_png
 from .forms import PatientForm, PatientSearchForm, ReviewForm, UploadForm, WorklistFilterForm
 from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus
 from .scoring import heatmap_of, score_xray, screen, store_xray
@@ -144,7 +145,7 @@ def _store_and_score(request, form, screening, overridden):
         original_name=original_name,
         image=image,
         uploaded_by=request.user,
-        view_position=form.cleaned_data["view_position"],
+        view_position=form.chosen_view_position(),
         clinical_note=form.cleaned_data["clinical_note"],
         guard_overridden=overridden,
     )
@@ -209,6 +210,7 @@ def xray_detail(request, pk):
 
 @staff_required
 def xray_image(request, pk):
+    """The X-ray's image for a signed-in staff member; DICOM is rendered to PNG here, never sent as is."""
     xray = get_xray_for_user(request, pk)
     content_type = "image/png" if xray.image.name.endswith(".png") else "image/jpeg"
     try:
@@ -216,7 +218,11 @@ def xray_image(request, pk):
     except FileNotFoundError:
         logger.error("The file of X-ray %s is missing: %s", xray.pk, xray.image.name)
         raise Http404("The image file of this X-ray is missing.") from None
-    response = FileResponse(handle, content_type=content_type)
+    if xray.is_dicom:
+        with handle:
+            response = HttpResponse(dicom_png(handle.read()), content_type="image/png")
+    else:
+        response = FileResponse(handle, content_type=content_type)
     # Patient images must not linger in shared caches.
     response["Cache-Control"] = "private, max-age=3600"
     response["X-Content-Type-Options"] = "nosniff"

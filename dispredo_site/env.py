@@ -27,6 +27,16 @@ def env_bool(name, default=False):
     raise ImproperlyConfigured(f"{name} must be one of true/false/1/0/yes/no, not {raw!r}.")
 
 
+def env_int(name, default):
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
+
+
 def env_list(name, default):
     raw = os.environ.get(name)
     if raw is None:

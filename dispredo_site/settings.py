@@ -6,7 +6,7 @@ generated on first start. See README.md for the variables.
 
 from pathlib import Path
 
-from .env import database, env_bool, env_list, env_path, secret_key
+from .env import database, env_bool, env_int, env_list, env_path, env_str, secret_key
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -126,6 +126,15 @@ DISPREDO_MODEL_DIR = env_path("DISPREDO_MODEL_DIR", DATA_DIR / "models")
 DISPREDO_DEFAULT_MODEL_DIR = BASE_DIR / "models" / "default"
 # Preprocessed training data (mltrain writes here).
 DISPREDO_MLTRAIN_DIR = env_path("DISPREDO_MLTRAIN_DIR", DATA_DIR / "mltrain")
+
+# The DICOM listener (manage.py dicom_listener): a C-STORE SCP a PACS or modality sends chest X-rays to.
+DISPREDO_DICOM_AE_TITLE = env_str("DISPREDO_DICOM_AE_TITLE", "DISPREDO")
+DISPREDO_DICOM_PORT = env_int("DISPREDO_DICOM_PORT", 11112)
+DISPREDO_DICOM_BIND = env_str("DISPREDO_DICOM_BIND", "127.0.0.1")
+# Calling AE titles allowed to send; empty accepts any.
+DISPREDO_DICOM_CALLING_AE_TITLES = env_list("DISPREDO_DICOM_CALLING_AE_TITLES", [])
+# The system user received X-rays are stored under (created without a usable password).
+DISPREDO_DICOM_USER = env_str("DISPREDO_DICOM_USER", "dicom-receiver")
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DISPREDO_SECURE_COOKIES", False)

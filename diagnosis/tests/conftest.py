@@ -11,6 +11,7 @@ from diagnosis.tests.tiny_model import build_tiny_artefact
 
 REPO = Path(__file__).resolve().parents[2]
 NIH_SAMPLE = Path(os.environ.get("DISPREDO_NIH_SAMPLE", REPO.parent / "shared" / "data" / "nih-sample"))
+DICOM_SAMPLE = Path(os.environ.get("DISPREDO_DICOM_SAMPLE", REPO.parent / "shared" / "data" / "dicom-sample"))
 
 # Real NIH images of each kind the sample holds (see its README).
 RGBA_1024 = "images_002/images/00001369_000.png"
@@ -32,6 +33,14 @@ def nih_sample():
     if not NIH_SAMPLE.is_dir():
         pytest.skip(f"NIH sample not found at {NIH_SAMPLE} (set DISPREDO_NIH_SAMPLE to its folder)")
     return NIH_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def dicom_sample():
+    """The folder of real chest X-ray DICOM files (see its README)."""
+    if not DICOM_SAMPLE.is_dir():
+        pytest.skip(f"DICOM sample not found at {DICOM_SAMPLE} (set DISPREDO_DICOM_SAMPLE to its folder)")
+    return DICOM_SAMPLE
 
 
 @pytest.fixture(scope="session")
