@@ -14,8 +14,8 @@ from . import audit
 from .access import get_patient_for_user, get_xray_for_user, staff_required
 from .artefact import model_card_path
 from .findings import DISPLAY_NAMES
-from .imaging import dicom_png
 from .forms import PatientForm, PatientSearchForm, ReviewForm, UploadForm, WorklistFilterForm
+from .imaging import dicom_png
 from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus
 from .scoring import heatmap_of, score_xray, screen, store_xray
 
