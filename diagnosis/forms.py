@@ -2,9 +2,9 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from . import dicom_records
 from .findings import DISPLAY_NAMES, FINDINGS
 from .guard import REFUSAL_MESSAGE
-from . import dicom_records
 from .imaging import InvalidImage, RefusedDicom, open_xray
 from .models import Patient, Review, Verdict, ViewPosition, XRayStatus
 
@@ -68,7 +68,9 @@ class UploadForm(forms.Form):
     new_name = forms.CharField(label="Name", max_length=200, required=False)
     new_sex = forms.ChoiceField(label="Sex", choices=PatientForm.base_fields["sex"].choices, required=False, initial="U")
     new_date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
-    image = XRayFileField(label="X-ray image", widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,application/dicom,.dcm"})
+    image = XRayFileField(
+        label="X-ray image",
+        widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,application/dicom,.dcm"}),
     )
     view_position = forms.ChoiceField(
         choices=[("", "Unknown")] + list(ViewPosition.choices), required=False

@@ -35,8 +35,12 @@ CHEST_FILES = [
 UNUSUAL_CHEST_FILES = ["fuji_dx_thorax_mono1_small.dcm", "siim_cr_mono1_retagged.dcm"]
 
 
-def test_the_message_names_dicom():
+@pytest.mark.django_db
+def test_the_upload_page_offers_dicom_files(staff_client):
     assert INVALID_IMAGE_MESSAGE == "Please upload a chest X-ray image (PNG, JPEG or DICOM)."
+    html = staff_client.get(reverse("diagnosis:upload")).content.decode()
+    # The browser's file chooser shows only what "accept" names.
+    assert 'accept="image/png,image/jpeg,application/dicom,.dcm"' in html
 
 
 @pytest.mark.django_db
