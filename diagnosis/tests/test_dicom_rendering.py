@@ -92,3 +92,25 @@ def test_bytes_that_are_neither_image_nor_dicom_are_refused():
     with pytest.raises(InvalidImage) as refused:
         open_xray(b"%PDF-1.7 not an x-ray" * 20)
     assert not isinstance(refused.value, RefusedDicom)
+
+
+
+@pytest.mark.parametrize("syntax", ["ExplicitVRLittleEndian", "DeflatedExplicitVRLittleEndian", "RLELossless"])
+def test_explicit_deflated_and_rle_files_render_as_the_original(dicom_sample, syntax):
+    """The sample's uncompressed file (implicit VR) re-encoded by pydicom in the other lossless syntaxes."""
+    import io
+
+    from pydicom import uid
+
+    path = dicom_sample / "nih_dx_secondary_capture.dcm"
+    dataset = pydicom.dcmread(path)
+    assert not dataset.file_meta.TransferSyntaxUID.is_compressed
+    if syntax == "RLELossless":
+        dataset.compress(uid.RLELossless)
+    else:
+        dataset.file_meta.TransferSyntaxUID = getattr(uid, syntax)
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    data = buffer.getvalue()
+    assert pydicom.dcmread(io.BytesIO(data)).file_meta.TransferSyntaxUID == getattr(uid, syntax)
+    np.testing.assert_array_equal(np.asarray(open_xray(data)), np.asarray(open_xray(path.read_bytes())))
