@@ -4,7 +4,7 @@ The original design: for each finding, cap the negatives (the original kept 12,0
 SMOTETomek (imbalanced-learn): SMOTE synthesises minority images between neighbours, Tomek
 links then remove both images of each pair of nearest neighbours of opposite classes, which
 keeps the classes equal. Validation and test are never read, so nothing synthetic or
-resampled reaches an evaluation (FIELD.md: balancing only inside the training part).
+resampled reaches an evaluation (balancing belongs inside the training part only).
 
 Writes ``<preprocessed>/balanced/`` (see ``mltrain.dataset``) through a temporary sibling.
 """

@@ -32,13 +32,8 @@ def recalibrate(directory, name, data_dir=None, activate=False):
     """A calibrated copy of the uncalibrated ensemble artefact at ``directory``, registered as ``name``."""
     directory = Path(directory)
     metadata = read_metadata(directory)
-    recorded = metadata.get("config", {})
-    if recorded.get("folds", 1) < 2:
-        raise TrainingError(
-            f"{metadata['name']} is not a cross-validated ensemble (trained without --folds): "
-            "only an ensemble's members can be calibrated on the folds they left out."
-        )
-    if recorded.get("calibrate"):
+    require_ensemble(metadata, "only an ensemble's members can be calibrated on the folds they left out.")
+    if metadata.get("config", {}).get("calibrate"):
         raise TrainingError(f"{metadata['name']} is already calibrated.")
     config, manifest = copy_config(metadata, name, data_dir, activate, calibrate=True)
     members = load_keras_models(directory, metadata)
@@ -76,3 +71,9 @@ def check_same_data(metadata, data_dir=None):
             f"(its {', '.join(changed)} differ): its folds cannot be rebuilt. Pass --data-dir with that data."
         )
     return data_dir
+
+
+def require_ensemble(metadata, why):
+    """``TrainingError`` (saying ``why`` it matters) unless the artefact is a cross-validated ensemble."""
+    if metadata.get("config", {}).get("folds", 1) < 2:
+        raise TrainingError(f"{metadata['name']} is not a cross-validated ensemble (trained without --folds): {why}")

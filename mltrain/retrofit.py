@@ -13,9 +13,9 @@ from diagnosis.registry import register_model_version
 
 from . import calibration
 from .holdout import artefact_extras
-from .recalibration import check_same_data
+from .recalibration import check_same_data, require_ensemble
 from .registry import artefact_directory
-from .training import TrainingError, fold_means, load_keras_models, member_fold, out_of_fold, pooled_folds, predict
+from .training import fold_means, load_keras_models, member_fold, out_of_fold, pooled_folds, predict
 
 
 def ensemble_out_of_fold(directory, metadata, pooled):
@@ -46,12 +46,10 @@ def annotate(version, data_dir=None):
     artefact of ``version`` (an ensemble trained with ``--folds``), and update the version."""
     directory = artefact_directory(version)
     metadata = read_metadata(directory)
-    recorded = metadata.get("config", {})
-    if recorded.get("folds", 1) < 2:
-        raise TrainingError(
-            f"{metadata['name']} is not a cross-validated ensemble: its holdout scores are the validation "
-            "split's, which only training records. Train it again to get them."
-        )
+    require_ensemble(
+        metadata, "its holdout scores would be the validation split's, which only training records; train it again."
+    )
+    recorded = metadata["config"]
     data_dir = check_same_data(metadata, data_dir)
     pooled = pooled_folds(data_dir, recorded["folds"], recorded.get("seed", 0))
     probabilities = ensemble_out_of_fold(directory, metadata, pooled)

@@ -140,6 +140,9 @@ def test_training_writes_an_artefact_that_loads_with_its_labels_and_thresholds(t
     # Too few training images to fit an input guard: the artefact says so instead.
     assert metadata["guard"] is None
     assert metadata["guard_not_fitted"].startswith("Too few images (")
+    # manage.py holdout is for ensembles made before holdout scores: a single network cannot get them back.
+    with pytest.raises(CommandError, match=r"^tiny is not a cross-validated ensemble \(trained without --folds\): its holdout"):
+        call_command("holdout", "--version", "tiny")
     assert not version.is_active
     # Nothing half-written left beside it.
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny"]
