@@ -14,7 +14,7 @@ from diagnosis.tests.factories import make_xray
 
 WORKLIST = reverse("diagnosis:worklist")
 UPLOAD = reverse("diagnosis:upload")
-FILE_INPUT = '<input type="file" name="image" id="id_image" accept="image/png,image/jpeg" required'
+FILE_INPUT = '<input type="file" name="image" id="id_image" accept="image/png,image/jpeg,application/dicom,.dcm" required'
 OVERRIDE = '<input type="checkbox" name="score_anyway" id="id_score_anyway" value="on"> <label for="id_score_anyway">'
 NOON_ISH = datetime(2026, 11, 30, 14, 5, tzinfo=timezone.utc)
 
