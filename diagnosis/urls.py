@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import report_views, views
 
 app_name = "diagnosis"
 urlpatterns = [
@@ -13,5 +13,7 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("xrays/<int:pk>/", views.xray_detail, name="xray_detail"),
     path("xrays/<int:pk>/image/", views.xray_image, name="xray_image"),
+    path("xrays/<int:pk>/report/", report_views.xray_report, name="xray_report"),
     path("models/<int:pk>/card/", views.model_card, name="model_card"),
+    path("models/performance/", report_views.model_performance, name="model_performance"),
 ]
