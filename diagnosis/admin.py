@@ -11,7 +11,8 @@ from django.utils.html import format_html, format_html_join
 
 from .artefact import ArtefactError, resolve
 from .findings import FINDINGS
-from .models import AuditEvent, ModelVersion, Patient, Prediction, Review, XRay
+from .models import AuditEvent, ModelVersion, Patient, Prediction, XRay
+from .reading_admin import ReadingInline
 from .registry import set_operating_point
 from .reliability import DEFAULT_SPECIFICITY, HoldoutError
 from .templatetags.figures import auroc_with_interval, rate_with_interval
@@ -81,7 +82,7 @@ class XRayAdmin(admin.ModelAdmin):
         "sop_instance_uid",
     ]
     exclude = ["image"]
-    inlines = [PredictionInline]
+    inlines = [ReadingInline, PredictionInline]
     date_hierarchy = "uploaded_at"
 
     @admin.display(description="Image")
@@ -259,16 +260,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if wants_active:
             obj.activate()
-
-
-@admin.register(Review)
-class ReviewAdmin(admin.ModelAdmin):
-    list_display = ["xray", "verdict", "reviewer", "created_at"]
-    list_filter = ["verdict", "created_at"]
-    search_fields = ["xray__patient__mrn", "xray__patient__name", "note"]
-    list_select_related = ["xray__patient", "reviewer"]
-    raw_id_fields = ["xray"]
-    readonly_fields = ["reviewer", "created_at"]
 
 
 @admin.register(AuditEvent)

@@ -6,7 +6,7 @@ from . import dicom_records
 from .findings import DISPLAY_NAMES, FINDINGS
 from .guard import REFUSAL_MESSAGE
 from .imaging import InvalidImage, RefusedDicom, open_xray
-from .models import Patient, Review, Verdict, ViewPosition, XRayStatus
+from .models import UNREAD, Mark, Patient, ReadingStatus, ViewPosition, XRayStatus
 
 INVALID_IMAGE_MESSAGE = "Please upload a chest X-ray image (PNG, JPEG or DICOM)."
 
@@ -159,9 +159,26 @@ class UploadForm(forms.Form):
         return self.cleaned_data["view_position"] or (header.view_position if header else "")
 
 
+AWAITING = "awaiting"
+TRIAGE = "triage"
+
+
 class WorklistFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "Any status")] + list(XRayStatus.choices), required=False)
     finding = forms.ChoiceField(label="Flagged finding", required=False)
+    reading = forms.ChoiceField(
+        choices=[
+            ("", "Any reading"),
+            (AWAITING, "Awaiting reading"),
+            (UNREAD, "Unread"),
+            (ReadingStatus.DRAFT, "Draft"),
+            (ReadingStatus.SIGNED, "Signed off"),
+        ],
+        required=False,
+    )
+    sort = forms.ChoiceField(
+        label="Order", choices=[("", "Newest first"), (TRIAGE, "Triage: strongest flags first")], required=False
+    )
 
     def __init__(self, *args, version=None, **kwargs):
         """``version``: the active model version; only its reliable findings can be flagged, so only
@@ -175,10 +192,46 @@ class PatientSearchForm(forms.Form):
     q = forms.CharField(label="Search", required=False, max_length=200)
 
 
-class ReviewForm(forms.ModelForm):
-    verdict = forms.ChoiceField(choices=Verdict.choices, widget=forms.RadioSelect)
+class ReadingForm(forms.Form):
+    """A reader's marks, one radio group per finding (named by the finding, in FINDINGS order), and
+    an impression. Blank marks are allowed here (a draft); the reading rules refuse them at sign-off.
 
-    class Meta:
-        model = Review
-        fields = ["verdict", "note"]
-        widgets = {"verdict": forms.RadioSelect, "note": forms.Textarea(attrs={"rows": 2})}
+    Its initial values come only from the X-ray's reading (``initial_from``), never from the model's
+    predictions, so that nothing the model said is pre-filled."""
+
+    impression = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        marks = {
+            name: forms.ChoiceField(
+                label=DISPLAY_NAMES[name], choices=Mark.choices, widget=forms.RadioSelect, required=False
+            )
+            for name in FINDINGS
+        }
+        self.fields = {**marks, **self.fields}
+
+    @staticmethod
+    def initial_from(reading):
+        return {**reading.marks, "impression": reading.impression} if reading else {}
+
+    def mark_fields(self):
+        return [self[name] for name in FINDINGS]
+
+    def marks(self):
+        return {name: self.cleaned_data[name] for name in FINDINGS if self.cleaned_data.get(name)}
+
+    def add_reading_error(self, error):
+        """Show a ``readings.ReadingError`` on the form: on its field, or above the form with each
+        unmarked finding pointed out."""
+        self.add_error(error.field if error.field in self.fields else None, error)
+        for name in error.findings:
+            self.add_error(name, ValidationError("Not marked.", code="unmarked"))
+
+
+class AmendmentForm(ReadingForm):
+    """The amended marks and impression, with the reason for the amendment (the rules require one)."""
+
+    reason = forms.CharField(
+        label="Reason for the amendment", widget=forms.Textarea(attrs={"rows": 2}), required=False
+    )

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.files.storage import FileSystemStorage
 from django.db import models, transaction
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -141,6 +142,10 @@ class ViewPosition(models.TextChoices):
     AP = "AP", "AP (anteroposterior)"
 
 
+# The reading state of an X-ray without a reading; the others are ReadingStatus values.
+UNREAD = "unread"
+
+
 class XRayQuerySet(models.QuerySet):
     def with_flagged(self):
         flagged = Prediction.objects.filter(flagged=True).order_by("-probability")
@@ -150,6 +155,32 @@ class XRayQuerySet(models.QuerySet):
 
     def with_flagged_finding(self, finding):
         return self.filter(predictions__finding=finding, predictions__flagged=True)
+
+    def with_reading_state(self):
+        """Annotate ``reading_state``: the newest reading version's status, or ``UNREAD``."""
+        newest = Reading.objects.filter(xray=models.OuterRef("pk")).order_by("-version").values("status")[:1]
+        return self.annotate(reading_state=Coalesce(models.Subquery(newest), models.Value(UNREAD)))
+
+    def awaiting_reading(self):
+        """X-rays with no signed-off reading (unread or draft): what readers still have to do."""
+        signed = Reading.objects.filter(xray=models.OuterRef("pk"), status=ReadingStatus.SIGNED)
+        return self.exclude(models.Exists(signed))
+
+    def in_reading_state(self, state):
+        """X-rays whose reading is ``state`` (``UNREAD`` or a ReadingStatus value)."""
+        return self.with_reading_state().filter(reading_state=state)
+
+    def triage_order(self):
+        """Strongest flag first: by the highest flagged prediction's probability (flags are only
+        raised for reliable findings), X-rays without a flag after; newest first within ties."""
+        strongest = (
+            Prediction.objects.filter(xray=models.OuterRef("pk"), flagged=True)
+            .order_by("-probability")
+            .values("probability")[:1]
+        )
+        return self.annotate(strongest_flag=models.Subquery(strongest)).order_by(
+            models.F("strongest_flag").desc(nulls_last=True), "-uploaded_at", "-pk"
+        )
 
 
 class XRay(models.Model):
@@ -274,28 +305,6 @@ def scale_position(probability):
     """Where ``probability`` sits on the bars' log scale, in per cent of the bar's width."""
     clipped = min(max(float(probability), 10.0**-SCALE_DECADES), 1.0)
     return round((math.log10(clipped) + SCALE_DECADES) / SCALE_DECADES * 100, 1)
-
-
-class Verdict(models.TextChoices):
-    AGREE = "agree", "Agree"
-    DISAGREE = "disagree", "Disagree"
-    UNSURE = "unsure", "Unsure"
-
-
-class Review(models.Model):
-    """A clinician's reading of a result: the model supports, never replaces, it."""
-
-    xray = models.ForeignKey(XRay, on_delete=models.CASCADE, related_name="reviews")
-    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    verdict = models.CharField(max_length=10, choices=Verdict.choices)
-    note = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        ordering = ["-created_at", "-pk"]
-
-    def __str__(self):
-        return f"{self.get_verdict_display()} by {self.reviewer} on X-ray {self.xray_id}"
 
 
 class Mark(models.TextChoices):

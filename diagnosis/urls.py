@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import report_views, views
+from . import reading_views, report_views, views
 
 app_name = "diagnosis"
 urlpatterns = [
@@ -13,6 +13,8 @@ urlpatterns = [
     path("upload/", views.upload, name="upload"),
     path("xrays/<int:pk>/", views.xray_detail, name="xray_detail"),
     path("xrays/<int:pk>/image/", views.xray_image, name="xray_image"),
+    path("xrays/<int:pk>/reading/", reading_views.reading_save, name="reading_save"),
+    path("xrays/<int:pk>/reading/amend/", reading_views.reading_amend, name="reading_amend"),
     path("xrays/<int:pk>/report/", report_views.xray_report, name="xray_report"),
     path("models/<int:pk>/card/", views.model_card, name="model_card"),
     path("models/performance/", report_views.model_performance, name="model_performance"),

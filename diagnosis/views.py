@@ -8,13 +8,22 @@ from django.db.models import ProtectedError
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
-from . import audit
+from . import audit, readings
 from .access import get_patient_for_user, get_xray_for_user, staff_required
 from .artefact import model_card_path
 from .findings import DISPLAY_NAMES
-from .forms import PatientForm, PatientSearchForm, ReviewForm, UploadForm, WorklistFilterForm
+from .forms import (
+    AWAITING,
+    TRIAGE,
+    AmendmentForm,
+    PatientForm,
+    PatientSearchForm,
+    ReadingForm,
+    UploadForm,
+    WorklistFilterForm,
+)
 from .imaging import dicom_png
 from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus
 from .scoring import heatmap_of, score_xray, screen, store_xray
@@ -40,12 +49,18 @@ def _query_without_page(request):
 @staff_required
 def worklist(request):
     form = WorklistFilterForm(request.GET or None, version=ModelVersion.active())
-    xrays = XRay.objects.with_flagged()
+    xrays = XRay.objects.with_flagged().with_reading_state()
     if form.is_valid():
         if form.cleaned_data["status"]:
             xrays = xrays.filter(status=form.cleaned_data["status"])
         if form.cleaned_data["finding"]:
             xrays = xrays.with_flagged_finding(form.cleaned_data["finding"])
+        if form.cleaned_data["reading"] == AWAITING:
+            xrays = xrays.awaiting_reading()
+        elif form.cleaned_data["reading"]:
+            xrays = xrays.in_reading_state(form.cleaned_data["reading"])
+        if form.cleaned_data["sort"] == TRIAGE:
+            xrays = xrays.triage_order()
     return render(
         request,
         "diagnosis/worklist.html",
@@ -163,18 +178,16 @@ def _store_and_score(request, form, screening, overridden):
 
 
 @staff_required
+@require_safe
 def xray_detail(request, pk):
     xray = get_xray_for_user(request, pk)
-    review_form = ReviewForm(request.POST or None)
-    if request.method == "POST" and review_form.is_valid():
-        review = review_form.save(commit=False)
-        review.xray, review.reviewer = xray, request.user
-        review.save()
-        audit.record(request, AuditAction.CREATE, review, detail=review.verdict)
-        messages.success(request, "Your review is recorded.")
-        return redirect(xray)
-    if request.method == "GET":
-        audit.record(request, AuditAction.VIEW, xray)
+    audit.record(request, AuditAction.VIEW, xray)
+    return render_xray_page(request, xray)
+
+
+def render_xray_page(request, xray, *, reading_form=None, amendment_form=None):
+    """The X-ray page: the image, the model's findings, and apart from them the reading, with a
+    bound form (after refused input) or one filled from the reading itself, never from the model."""
     predictions = list(xray.predictions.select_related("model_version").order_by("-probability"))
     version = predictions[0].model_version if predictions else None
     # Reliable findings first, each group high to low.
@@ -185,6 +198,13 @@ def xray_detail(request, pk):
         if cam is not None and min(cam.shape) >= MIN_HEATMAP_CELLS:
             heatmaps[prediction.finding] = cam.round(4).tolist()
     coarse_map = predictions[0].heatmap_shape if predictions and predictions[0].heatmap and not heatmaps else None
+    reading = readings.current_reading(xray)
+    may_sign_off = readings.can_sign_off(request.user)
+    if reading is not None and reading.is_signed:
+        if amendment_form is None and may_sign_off:
+            amendment_form = AmendmentForm(initial=ReadingForm.initial_from(reading))
+    elif reading_form is None:
+        reading_form = ReadingForm(initial=ReadingForm.initial_from(reading))
     return render(
         request,
         "diagnosis/xray_detail.html",
@@ -200,10 +220,14 @@ def xray_detail(request, pk):
             "unreliable": [p for p in predictions if not p.reliable],
             "has_model_card": version is not None and model_card_path(version).is_file(),
             "display_names": DISPLAY_NAMES,
-            "review_form": review_form,
             # The same file under another record is often a wrong-patient upload: say so.
             "same_image": XRay.objects.filter(sha256=xray.sha256).exclude(pk=xray.pk).select_related("patient")[:5],
-            "reviews": xray.reviews.select_related("reviewer"),
+            "reading": reading,
+            "reading_rows": readings.mark_rows(reading),
+            "earlier_readings": readings.earlier_versions(xray, reading),
+            "can_sign_off": may_sign_off,
+            "reading_form": reading_form,
+            "amendment_form": amendment_form,
         },
     )
 

@@ -14,7 +14,8 @@ VERDICTS = {"agree": "Agree", "disagree": "Disagree", "unsure": "Unsure"}
 
 
 def review_line(review):
-    who = review.reviewer.get_username() if review.reviewer else "unknown reviewer"
+    # Historical models have fields, not methods (no get_username()): the default User's field.
+    who = review.reviewer.username if review.reviewer else "unknown reviewer"
     note = f": {review.note.strip()}" if review.note.strip() else ""
     return f"Review of the model's output ({review.created_at:%Y-%m-%d %H:%M}, {who}): {VERDICTS.get(review.verdict, review.verdict)}{note}"
 

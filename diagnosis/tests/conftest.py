@@ -116,3 +116,42 @@ def upload_file(client, path, patient=None, **fields):
     if patient is not None:
         data["patient"] = patient.pk
     return client.post(reverse("diagnosis:upload"), data, follow=True)
+
+
+@pytest.fixture
+def reader(db):
+    """A staff user in the "Readers" group, so allowed to sign off readings.
+
+    The group is made by migration 0006; a transactional test's flush removes it, so it is made
+    again here when missing (test_reading_sign_off checks the migration's group itself)."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name="Readers")
+    group.permissions.add(Permission.objects.get(content_type__app_label="diagnosis", codename="sign_off_reading"))
+    user = get_user_model().objects.create_user("reader", password="correct horse battery", is_staff=True)
+    user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def reader_client(reader):
+    """A client signed in as ``reader``, separate from ``staff_client``."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(reader)
+    return client
+
+
+def reading_data(action="save", marks=None, impression="", **fields):
+    """POST data of the reading form: every finding marked absent, then ``marks`` on top
+    (a value of None leaves that finding unmarked)."""
+    from diagnosis.findings import FINDINGS
+
+    chosen = {name: "absent" for name in FINDINGS} | (marks or {})
+    return {
+        "action": action,
+        "impression": impression,
+        **{name: value for name, value in chosen.items() if value is not None},
+        **fields,
+    }

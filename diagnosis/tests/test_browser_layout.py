@@ -72,5 +72,5 @@ def test_no_page_scrolls_sideways_at_390_px(live_server, phone_page, sample_imag
     page.get_by_label("Status", exact=True).select_option("done")
     page.get_by_label(WorklistFilterForm()["finding"].label, exact=True).select_option("Effusion")
     page.click(".filters button[type=submit]")
-    page.wait_for_url("**/?status=done&finding=Effusion")
+    page.wait_for_url("**/?status=done&finding=Effusion&reading=&sort=")
     assert page.locator("table.list tbody tr").count() == 1

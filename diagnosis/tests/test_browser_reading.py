@@ -1,0 +1,66 @@
+"""End to end in headless Chromium: a reader marks every finding of an X-ray and signs the reading off."""
+
+import pytest
+
+from diagnosis.findings import FINDINGS
+from diagnosis.imaging import open_xray
+from diagnosis.models import Patient, Reading
+from diagnosis.registry import register_model_version
+from diagnosis.scoring import score_xray, store_xray
+from diagnosis.tests.browser import MARKS, chromium_page
+from diagnosis.tests.tiny_model import build_tiny_artefact
+
+pytestmark = MARKS
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    with chromium_page(monkeypatch, {"width": 1280, "height": 900}) as page:
+        yield page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reader_marks_every_finding_and_signs_off(live_server, browser_page, reader, sample_images, tmp_path):
+    patient = Patient.objects.create(mrn="E2E-2", name="Dorothy Hodgkin", sex="F")
+    build_tiny_artefact(tmp_path / "model", name="reading-test-model")
+    register_model_version(tmp_path / "model", activate=True)
+    path = sample_images["px_256"]
+    image = open_xray(path.read_bytes())
+    xray = store_xray(patient=patient, data=path.read_bytes(), original_name=path.name, image=image, uploaded_by=reader)
+    score_xray(xray, image)
+    page = browser_page
+
+    page.goto(f"{live_server.url}{xray.get_absolute_url()}")
+    page.fill("#id_username", "reader")
+    page.fill("#id_password", "correct horse battery")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}{xray.get_absolute_url()}")
+
+    # Nothing is marked until the reader marks it, whatever the model scored.
+    assert page.locator("#reading-form input[type=radio]:checked").count() == 0
+    assert page.locator("#findings tbody tr").count() == 14
+    for name in FINDINGS:
+        page.get_by_role("radiogroup", name=name.replace("_", " ").capitalize()).get_by_label(
+            "Present" if name == "Effusion" else "Absent", exact=True
+        ).check()
+    assert page.locator("#reading-form input[type=radio]:checked").count() == 14
+    page.fill("#id_impression", "Small left pleural effusion.")
+    page.click("#sign-off")
+    page.wait_for_selector("#reading-marks")
+
+    assert "Reading signed off." in page.text_content("main")
+    assert page.text_content("#reading-status").strip().startswith("Signed off by reader on")
+    assert page.text_content("#reading-marks tr[data-finding=Effusion] td") == "Present"
+    assert page.text_content("#reading-marks tr[data-finding=Hernia] td") == "Absent"
+    assert page.text_content("#reading-impression") == "Small left pleural effusion."
+    assert page.locator("#reading-form").count() == 0
+    # The amendment form is folded away until asked for.
+    assert page.locator("#amendment-form").is_hidden()
+    page.click("#amend summary")
+    assert page.locator("#amendment-form").is_visible()
+    # On a phone-sized screen the page with the reading does not scroll sideways.
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+    reading = Reading.objects.get()
+    assert (reading.status, reading.signed_by, reading.marks["Effusion"]) == ("signed", reader, "present")
