@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from diagnosis.models import XRay
+from diagnosis.models import Reading, XRay
 
 
 @pytest.fixture
@@ -20,6 +20,8 @@ def app_urls(patient, xray):
         reverse("diagnosis:upload"),
         reverse("diagnosis:xray_detail", args=[xray.pk]),
         reverse("diagnosis:xray_image", args=[xray.pk]),
+        reverse("diagnosis:xray_report", args=[xray.pk]),
+        reverse("diagnosis:model_performance"),
     ]
 
 
@@ -39,6 +41,11 @@ def test_anonymous_posts_change_nothing(client, patient, xray):
     response = client.post(reverse("diagnosis:patient_create"), {"mrn": "X1", "name": "Eve", "sex": "F"})
     assert response.status_code == 302
     assert patient.__class__.objects.count() == 1
+    for name in ("diagnosis:reading_save", "diagnosis:reading_amend"):
+        response = client.post(reverse(name, args=[xray.pk]), {"action": "save", "impression": "x"})
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("login"))
+    assert not Reading.objects.exists()
 
 
 @pytest.mark.django_db
