@@ -1,4 +1,4 @@
-"""The audit trail (FIELD convention 7): who viewed, created, changed or deleted what, and when."""
+"""The audit trail: who viewed, created, changed, exported or deleted which patient record, and when."""
 
 import getpass
 
@@ -6,7 +6,12 @@ from .models import AuditAction, AuditEvent, Patient, XRay
 
 
 def record(request, action, obj, detail=""):
-    """Log that ``request.user`` did ``action`` to ``obj`` (a Patient, X-ray or Review)."""
+    """Log that ``request.user`` did ``action`` to ``obj`` (a Patient, an X-ray or a Reading)."""
+    record_by(request.user, action, obj, detail)
+
+
+def record_by(user, action, obj, detail=""):
+    """Log that ``user`` did ``action`` to ``obj``: for service functions that have no request."""
     if isinstance(obj, Patient):
         patient, object_type = obj, "patient"
     elif isinstance(obj, XRay):
@@ -14,8 +19,8 @@ def record(request, action, obj, detail=""):
     else:
         patient, object_type = obj.xray.patient, obj._meta.model_name
     AuditEvent.objects.create(
-        user=request.user,
-        username=request.user.get_username(),
+        user=user,
+        username=user.get_username(),
         action=action,
         patient=patient if patient.pk else None,
         patient_mrn=patient.mrn,

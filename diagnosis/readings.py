@@ -7,8 +7,6 @@ once by the amender with a reason, while version n stays as it was. Every change
 the audit trail in the same transaction as the row.
 """
 
-from types import SimpleNamespace
-
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -173,5 +171,4 @@ def _locked_current(xray):
 
 
 def _audit(user, action, reading, detail):
-    # audit.record takes the request only for its user.
-    audit.record(SimpleNamespace(user=user), action, reading, detail)
+    audit.record_by(user, action, reading, detail)
