@@ -9,6 +9,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from .admin_activation import ActivationAdminMixin
 from .artefact import ArtefactError, resolve
 from .findings import FINDINGS
 from .models import AuditEvent, ModelVersion, Patient, Prediction, XRay
@@ -115,18 +116,19 @@ class PredictionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ActivationAdminMixin, admin.ModelAdmin):
     list_display = ["name", "is_active", "created_at", "test_mean_auroc", "artefact_path"]
     list_filter = ["is_active"]
     search_fields = ["name", "artefact_path"]
     readonly_fields = ["created_at", "operating_point_table", "metrics_json", "evaluation_report"]
-    exclude = ["evaluation", "thresholds", "metrics", "reliability", "operating_point"]
+    exclude = ["evaluation", "thresholds", "metrics", "reliability", "operating_point", "is_active"]  # see ModelVersionForm
     actions = ["make_active"]
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.operating_point_view)
         return [
             path("<int:pk>/operating-point/", view, name="diagnosis_modelversion_operating_point"),
+            *self.activation_urls(),
             *super().get_urls(),
         ]
 
@@ -243,23 +245,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 )
             )
         return format_html_join("", "{}", ((part,) for part in parts))
-
-    @admin.action(description="Make the selected version the active model")
-    def make_active(self, request, queryset):
-        if queryset.count() != 1:
-            self.message_user(request, "Select exactly one model version to activate.", messages.ERROR)
-            return
-        version = queryset.get()
-        version.activate()
-        self.message_user(request, f"{version.name} is now the active model.", messages.SUCCESS)
-
-    def save_model(self, request, obj, form, change):
-        # The checkbox goes through activate() so at most one version is active.
-        wants_active = obj.is_active
-        obj.is_active = False if wants_active else obj.is_active
-        super().save_model(request, obj, form, change)
-        if wants_active:
-            obj.activate()
 
 
 @admin.register(AuditEvent)

@@ -37,6 +37,20 @@ def env_int(name, default):
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
 
 
+def env_float(name, default, low, high):
+    """A number from ``low`` to ``high`` from the environment."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}.") from None
+    if not low <= value <= high:  # NaN too
+        raise ImproperlyConfigured(f"{name} must be a number from {low:g} to {high:g}, not {raw!r}.")
+    return value
+
+
 def env_list(name, default):
     raw = os.environ.get(name)
     if raw is None:

@@ -178,26 +178,24 @@ def cross_validated(data_dir, strength, folds=5, seed=0, kind="hog"):
 
 def compare(model_dir, data_dir, baseline_scores):
     """Mean AUROC of the artefact at ``model_dir`` minus the baseline's on the test split, with a paired
-    95 % patient-bootstrap interval and the share of resamples where the model is ahead."""
+    95 % patient-bootstrap interval and the share of resamples where the model is ahead
+    (``diagnosis.model_comparison.compare_scores``)."""
     from diagnosis.artefact import read_metadata
+    from diagnosis.model_comparison import compare_scores
 
     from . import dataset
     from .export import onnx_session, run_onnx
-    from .metrics import interval, mean_auroc, patient_bootstrap, per_finding_auroc
 
     test = dataset.load_split(data_dir, "test")
     metadata = read_metadata(model_dir)
     probabilities, _ = run_onnx(onnx_session(Path(model_dir) / metadata["serving"]["file"]), np.asarray(test.pixels))
-    labels = np.asarray(test.labels)
-    rounds = patient_bootstrap(labels, [probabilities, baseline_scores], test.patients)
-    difference = rounds[:, 0] - rounds[:, 1]
-    model_mean = mean_auroc(per_finding_auroc(labels, probabilities))
+    mean = compare_scores(np.asarray(test.labels), probabilities, baseline_scores, test.patients)["mean"]
     return {
         "model": metadata["name"],
-        "model_mean_auroc": model_mean,
-        "difference": model_mean - mean_auroc(per_finding_auroc(labels, baseline_scores)),
-        "difference_ci95": interval(difference),
-        "share_model_ahead": float(np.mean(difference > 0)),
+        "model_mean_auroc": mean["candidate"],
+        "difference": mean["difference"],
+        "difference_ci95": [mean["low"], mean["high"]],
+        "share_model_ahead": mean["share_ahead"],
     }
 
 

@@ -6,21 +6,36 @@ findings in order, a threshold for each and the serving model, and a half-writte
 ``diagnosis.registry.register_model_version``; training adds that a name is never reused.
 """
 
+from diagnosis import activation as gate
 from diagnosis.artefact import read_metadata, resolve
 from diagnosis.models import ModelVersion
 from diagnosis.registry import register_model_version
 
 
-def register(directory, activate=False):
-    """Create the ``ModelVersion`` of the finished artefact at ``directory``; activate it if asked.
+def register(directory, activate=False, force=False):
+    """Create the ``ModelVersion`` of the finished artefact at ``directory``; activate it if asked,
+    through the activation gate (``diagnosis.activation``; ``force`` overrides a refusal). The
+    gate's result is on the version as ``activation`` (None when activation was not asked).
 
-    Raises ``diagnosis.artefact.ArtefactError`` for an incomplete or unknown artefact and
-    ``ValueError`` when a version of that name is already registered.
+    Raises ``diagnosis.artefact.ArtefactError`` for an incomplete or unknown artefact,
+    ``ValueError`` when a version of that name is already registered, and
+    ``ActivationRefused`` when the gate refuses: the version then stays registered, not active.
     """
     name = read_metadata(directory)["name"]
     if ModelVersion.objects.filter(name=name).exists():
         raise ValueError(f"A model version named {name!r} is already registered.")
-    return register_model_version(directory, activate=activate)
+    version = register_model_version(directory)
+    version.activation = None
+    if activate:
+        try:
+            version.activation = gate.activate(version, force=force)
+        except gate.ActivationRefused as refused:
+            raise gate.ActivationRefused(
+                refused.result,
+                advice=f"{name} is registered but not active; manage.py activate --version {name} --force "
+                "activates it anyway.",
+            ) from None
+    return version
 
 
 def find_version(name=None):

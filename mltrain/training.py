@@ -580,8 +580,9 @@ def _validation_metrics(probabilities, labels, thresholds):
     }
 
 
-def train(config, stdout=None, verbosity=1):
-    """Train per ``config``, write the artefact, register it (and activate it if asked); return the ModelVersion."""
+def train(config, stdout=None, verbosity=1, force=False):
+    """Train per ``config``, write the artefact, register it (and activate it if asked, through the
+    activation gate; ``force`` overrides a refusal); return the ModelVersion."""
     stream = stdout or sys.stdout
     data_dir = config.data_directory()
     manifest = read_training_manifest(data_dir)
@@ -610,7 +611,7 @@ def train(config, stdout=None, verbosity=1):
         "backend": _backend(),
         "fits": fits,
     }
-    return write_artefact(config, models, training, selection, manifest, data_dir)
+    return write_artefact(config, models, training, selection, manifest, data_dir, force=force)
 
 
 def read_training_manifest(data_dir):
@@ -629,9 +630,10 @@ def check_name_free(config):
         raise TrainingError(f"A model version named {config.name!r} already exists; choose another --name.")
 
 
-def write_artefact(config, models, training, selection, manifest, data_dir, hybrid=None):
+def write_artefact(config, models, training, selection, manifest, data_dir, hybrid=None, force=False):
     """Save ``models``, export and check the ONNX graph, choose thresholds, write the artefact
-    atomically and register it (activated if ``config.activate``); return the ModelVersion.
+    atomically and register it (activated if ``config.activate`` and the activation gate allows it,
+    or ``force``); return the ModelVersion.
 
     ``selection``: None to choose thresholds on the validation split with the served graph, or
     ``ensemble_selection``'s out-of-fold predictions. ``training``: the figures of the training run.
@@ -732,7 +734,7 @@ def write_artefact(config, models, training, selection, manifest, data_dir, hybr
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return registry.register(final, activate=config.activate)
+    return registry.register(final, activate=config.activate, force=force)
 
 
 def _backend():

@@ -50,7 +50,10 @@ def test_the_admin_action_activates_exactly_one_version(admin_client_, tiny_mode
         {"action": "make_active", "index": "0", "_selected_action": [other.pk]},
         follow=True,
     )
-    assert [str(m) for m in response.context["messages"]] == ["other is now the active model."]
+    assert [str(m) for m in response.context["messages"]] == [
+        "other is now the active model, replacing tiny-test-model; the gate had nothing to compare on: "
+        "no current signed-off reading of a patient neither version trained on."
+    ]
     assert list(ModelVersion.objects.filter(is_active=True)) == [other]
 
 

@@ -4,6 +4,8 @@ It is a real network (conv -> ReLU -> global average pool -> dense -> sigmoid, w
 activation maps), so tests exercise the same loading and scoring code as a trained model.
 """
 
+import json
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -30,14 +32,36 @@ def tiny_reliability(unreliable=()):
     }
 
 
-def build_tiny_artefact(directory, *, name="tiny-test-model", size=32, seed=0, thresholds=None, unreliable=(), extra=None):
+RESPONSES = (None, "bright", "dark", "constant")
+
+
+def _weights(response, rng):
+    """Conv, dense and bias weights: random, or every finding's score a function of the image's mean
+    brightness m (0..1): sigmoid(10 (m - 0.5)) for "bright", sigmoid(-10 (m - 0.5)) for "dark", and
+    0.5 whatever the image for "constant"."""
+    if response is None:
+        conv = rng.normal(0, 0.5, (CHANNELS, 1, 4, 4)).astype(np.float32)
+        dense = rng.normal(0, 1.0, (CHANNELS, len(FINDINGS))).astype(np.float32)
+        return conv, dense, rng.normal(0, 0.5, (len(FINDINGS),)).astype(np.float32)
+    if response not in RESPONSES:
+        raise ValueError(f"response must be one of {RESPONSES}, not {response!r}.")
+    sign = {"bright": 1.0, "dark": -1.0, "constant": 0.0}[response]
+    conv = np.full((CHANNELS, 1, 4, 4), 1 / 16, dtype=np.float32)  # each channel: the mean of a 4x4 cell
+    dense = np.full((CHANNELS, len(FINDINGS)), sign * 10 / CHANNELS, dtype=np.float32)
+    return conv, dense, np.full((len(FINDINGS),), -sign * 5, dtype=np.float32)
+
+
+def build_tiny_artefact(
+    directory, *, name="tiny-test-model", size=32, seed=0, thresholds=None, unreliable=(), extra=None,
+    response=None, patients=None,
+):
     """Write a complete artefact into ``directory``; returns its metadata.
 
-    Every finding is reliable except ``unreliable``; ``extra`` adds or replaces metadata entries."""
+    Every finding is reliable except ``unreliable``; ``extra`` adds or replaces metadata entries.
+    ``response`` (``RESPONSES``) makes the scores follow the image's brightness instead of random
+    weights; ``patients`` (``{"train": [...], "val": [...]}``) is written as its patients.json."""
     rng = np.random.default_rng(seed)
-    conv = rng.normal(0, 0.5, (CHANNELS, 1, 4, 4)).astype(np.float32)
-    dense = rng.normal(0, 1.0, (CHANNELS, len(FINDINGS))).astype(np.float32)
-    bias = rng.normal(0, 0.5, (len(FINDINGS),)).astype(np.float32)
+    conv, dense, bias = _weights(response, rng)
     nodes = [
         helper.make_node("Mul", ["image", "scale"], ["scaled"]),
         helper.make_node("Transpose", ["scaled"], ["nchw"], perm=[0, 3, 1, 2]),
@@ -71,6 +95,9 @@ def build_tiny_artefact(directory, *, name="tiny-test-model", size=32, seed=0, t
     onnx.checker.check_model(model)
     directory.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(directory / "model.onnx"))
+    if patients is not None:
+        (directory / "patients.json").write_text(json.dumps({"train": [], "val": [], **patients}))
+        extra = {"patients_file": "patients.json", **(extra or {})}
     return write_metadata(
         directory,
         {

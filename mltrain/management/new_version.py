@@ -5,6 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
+from diagnosis.activation import ActivationRefused
 from diagnosis.artefact import ArtefactError
 from mltrain.dataset import DatasetError
 from mltrain.export import ExportError
@@ -12,8 +13,9 @@ from diagnosis.management.version_option import ModelVersionCommand
 from mltrain.registry import artefact_directory, find_version
 from mltrain.training import TrainingError
 
-# What making the new version can refuse with, each with its message for the user.
-NEW_VERSION_ERRORS = (ValueError, TrainingError, DatasetError, ArtefactError, ExportError)
+# What making the new version can refuse with, each with its message for the user (the activation
+# gate's refusal leaves the new version registered and says how to activate it anyway).
+NEW_VERSION_ERRORS = (ValueError, TrainingError, DatasetError, ArtefactError, ExportError, ActivationRefused)
 
 
 class NewVersionCommand(ModelVersionCommand):

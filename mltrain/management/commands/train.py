@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from diagnosis.activation import ActivationRefused
 from diagnosis.artefact import ArtefactError, read_metadata
 from mltrain.dataset import DatasetError
 from mltrain.export import ExportError
@@ -76,10 +77,18 @@ class Command(BaseCommand):
         parser.add_argument("--data-dir", type=Path, default=None, help="Preprocessed data (default DISPREDO_MLTRAIN_DIR/preprocessed).")
         parser.add_argument("--out", type=Path, default=None, help="Artefact folder (default DISPREDO_MODEL_DIR).")
         parser.add_argument("--name", default=None, help="Model version name (default from strategy, size, alpha, seed, time).")
-        parser.add_argument("--activate", action="store_true", help="Make the new version the one uploads use.")
+        parser.add_argument(
+            "--activate", action="store_true",
+            help="Make the new version the one uploads use, if the activation gate allows it (manage.py activate).",
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="With --activate: activate even when the gate refuses (audited)."
+        )
 
     def handle(self, *args, **options):
         verbosity = options["verbosity"]
+        if options["force"] and not options["activate"]:
+            raise CommandError("--force overrides the activation gate, so it needs --activate.")
         try:
             config = TrainConfig(
                 strategy=options["strategy"],
@@ -108,7 +117,11 @@ class Command(BaseCommand):
                 name=options["name"],
                 activate=options["activate"],
             )
-            version = train(config, stdout=self.stdout, verbosity=verbosity)
+            version = train(config, stdout=self.stdout, verbosity=verbosity, force=options["force"])
+        except ActivationRefused as refused:
+            for line in refused.result.lines() if verbosity else ():
+                self.stdout.write(line)
+            raise CommandError(str(refused)) from refused
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         except (TrainingError, DatasetError, ArtefactError, ExportError) as exc:
@@ -126,5 +139,9 @@ class Command(BaseCommand):
             f"ONNX agrees with Keras to {export['max_abs_probability_difference']:.1e}, "
             f"{export['onnx_latency_ms_one_image']:.2f} ms per image."
         )
-        state = "active" if version.is_active else "not active (use --activate or the admin)"
+        if version.activation is not None:
+            for line in version.activation.lines():
+                self.stdout.write(line)
+            self.stdout.write(version.activation.message)
+        state = "active" if version.is_active else "not active (use --activate, manage.py activate or the admin)"
         self.stdout.write(self.style.SUCCESS(f"Registered model version {version.name} at {version.artefact_path}, {state}."))
