@@ -85,15 +85,19 @@ class Predictor:
 
 
 def predictor_for(version):
-    """The process's predictor for ``version``, loading it on first use."""
-    predictor = _loaded.get(version.pk)
+    """The process's predictor for ``version``, loading it on first use.
+
+    Keyed by id and artefact location, so a row id reused for another artefact (a test database,
+    a deleted and re-registered version) never gets the model loaded for the old one."""
+    key = (version.pk, str(version.artefact_path))
+    predictor = _loaded.get(key)
     if predictor is None:
         with _lock:
-            predictor = _loaded.get(version.pk)
+            predictor = _loaded.get(key)
             if predictor is None:
                 logger.info("Loading model version %s from %s", version.name, version.artefact_path)
                 predictor = Predictor(version.artefact_path)
-                _loaded[version.pk] = predictor
+                _loaded[key] = predictor
     return predictor
 
 

@@ -57,9 +57,10 @@ def test_a_half_written_artefact_is_not_registered(tmp_path):
 def test_the_model_is_loaded_once_per_process(staff_client, patient, tiny_model, sample_images):
     assert inference._loaded == {}
     upload(staff_client, patient, sample_images["px_64"])
-    loaded = inference._loaded[tiny_model.pk]
+    key = (tiny_model.pk, tiny_model.artefact_path)
+    loaded = inference._loaded[key]
     upload(staff_client, patient, sample_images["px_64"])
-    assert inference._loaded == {tiny_model.pk: loaded}
+    assert inference._loaded == {key: loaded}
 
 
 @pytest.mark.django_db
