@@ -44,6 +44,21 @@ def record_model_change(user, version, detail):
     )
 
 
+def record_export(user, xray, image_name):
+    """Log that ``xray`` was exported for training as ``image_name`` (``manage.py export_readings``),
+    by ``user`` or, with none, by whoever ran the command."""
+    AuditEvent.objects.create(
+        user=user,
+        username=user.get_username() if user else f"manage.py ({_system_user()})",
+        action=AuditAction.EXPORT,
+        patient=xray.patient,
+        patient_mrn=xray.patient.mrn,
+        object_type="xray",
+        object_id=xray.pk,
+        detail=f"exported for training as {image_name}"[:200],
+    )
+
+
 def _system_user():
     try:
         return getpass.getuser()

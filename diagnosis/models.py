@@ -410,6 +410,7 @@ class AuditAction(models.TextChoices):
     CREATE = "create", "Created"
     CHANGE = "change", "Changed"
     DELETE = "delete", "Deleted"
+    EXPORT = "export", "Exported"
 
 
 class AuditEvent(models.Model):

@@ -2,19 +2,26 @@
 
 ``manage.py preprocess`` writes a directory (default ``DISPREDO_MLTRAIN_DIR/preprocessed``)::
 
-    manifest.json             format_version, size, findings, seed, source, split_method,
-                              missing_images, images_found, splits (count, patients,
-                              per_finding, no_finding for each split)
+    manifest.json             format_version, size, findings, seed, source (the data folder, or
+                              a list of them), sources, split_method, missing_images,
+                              images_found, splits (count, patients, per_finding, no_finding
+                              for each split)
     {split}_pixels.npy        uint8 [N, S, S]   the pixels of diagnosis.imaging.to_model_pixels
     {split}_labels.npy        uint8 [N, 14]     0/1 in FINDINGS order; "No Finding" is all zeros
-    {split}_patients.npy      int64 [N]         NIH Patient ID
-    {split}_names.npy         unicode [N]       NIH Image Index, e.g. "00000013_005.png"
+    {split}_patients.npy      int64 [N]         Patient ID (NIH's, or an export's pseudonym)
+    {split}_names.npy         unicode [N]       Image Index, e.g. "00000013_005.png"
     {split}_source_sizes.npy  int32 [N]         width of the image file on disk (64, 256, 1024...)
+    {split}_sources.npy       uint16 [N]        the data folder of each image: its position in the
+                                                manifest's "sources" (name, path, kind "nih" or
+                                                "dispredo-readings", split_method, images,
+                                                patients, missing_images, splits)
     class_frequency.png       count of each finding per split
 
-for ``split`` in ``SPLITS``. No patient is in two splits. ``manage.py balance`` adds
-``balanced/`` with ``{finding}_pixels.npy`` uint8 [M, S, S], ``{finding}_labels.npy`` uint8 [M]
-and ``balance_report.json``, built from the training split only.
+for ``split`` in ``SPLITS``. No patient is in two splits. Names may repeat across data folders:
+an image is (source, name). Data preprocessed before several folders were taken has no
+``sources`` and no ``{split}_sources.npy``; ``load_sources`` reads it as one source.
+``manage.py balance`` adds ``balanced/`` with ``{finding}_pixels.npy`` uint8 [M, S, S],
+``{finding}_labels.npy`` uint8 [M] and ``balance_report.json``, built from the training split only.
 
 Arrays are plain ``.npy`` files, opened memory-mapped, so training on the full dataset
 (112,120 images) never holds every image in memory. Both directories are written to a
@@ -34,6 +41,7 @@ from diagnosis.findings import FINDINGS
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
 ARRAYS = ("pixels", "labels", "patients", "names", "source_sizes")
+SOURCES_ARRAY = "sources"  # optional: older preprocessed data lacks it (see load_sources)
 MANIFEST_FILE = "manifest.json"
 CHART_FILE = "class_frequency.png"
 BALANCED_DIR = "balanced"
@@ -101,6 +109,40 @@ def load_split(directory, split, mmap=True):
         except FileNotFoundError as exc:
             raise DatasetError(f"Preprocessed data in {directory} is incomplete: {path.name} is missing.") from exc
     return Split(**arrays)
+
+
+class SplitSources(NamedTuple):
+    """Where each image of one split came from."""
+
+    index: np.ndarray  # int [N]: position in ``sources``
+    sources: list  # the manifest's "sources" entries (name, path, kind, ...)
+
+    def kinds(self):
+        """The kind of each image's data folder ("nih" or "dispredo-readings"), unicode [N]."""
+        return np.array([source["kind"] for source in self.sources], dtype=str)[self.index]
+
+    def names(self):
+        """The name of each image's data folder, unicode [N]."""
+        return np.array([source["name"] for source in self.sources], dtype=str)[self.index]
+
+
+def load_sources(directory, split):
+    """The data folder of each image of ``split``; data preprocessed before several folders were
+    taken reads as one source, the folder in its manifest's "source"."""
+    manifest = read_manifest(directory)
+    names = load_split(directory, split).names
+    path = array_path(directory, split, SOURCES_ARRAY)
+    if "sources" in manifest and path.is_file():
+        return SplitSources(np.load(path, allow_pickle=False).astype(np.int64), manifest["sources"])
+    source = str(manifest.get("source", ""))
+    only = {
+        "name": Path(source).name or "data",
+        "path": source,
+        "kind": "nih",
+        "split_method": manifest.get("split_method", ""),
+        "images": manifest.get("images_found", 0),
+    }
+    return SplitSources(np.zeros(len(names), dtype=np.int64), [only])
 
 
 def balanced_directory(directory):

@@ -1,6 +1,7 @@
-"""NIH ChestX-ray14 (its published layout) -> memory-mappable training arrays.
+"""Data folders in the NIH ChestX-ray14 layout -> memory-mappable training arrays.
 
-``preprocess()`` reads the label file, finds the images, splits them by patient, converts every
+``preprocess()`` reads the label file of each folder (``mltrain.sources``: NIH downloads and
+clinic exports alike), finds the images, splits them by patient, converts every
 image with ``diagnosis.imaging.to_model_pixels`` (the web upload's own image path) in a pool of
 worker processes and writes the arrays of ``mltrain.dataset`` chunk by chunk into pre-allocated
 memory-mapped ``.npy`` files, so the full dataset (112,120 images) never sits in memory.
@@ -20,9 +21,17 @@ from tqdm import tqdm
 
 from diagnosis.findings import FINDINGS
 
-from . import nih, splits
+from . import nih, sources
 from .charts import class_frequency_chart
-from .dataset import CHART_FILE, FORMAT_VERSION, MANIFEST_FILE, SPLITS, array_path, default_directory
+from .dataset import (
+    CHART_FILE,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    SOURCES_ARRAY,
+    SPLITS,
+    array_path,
+    default_directory,
+)
 
 MIN_SIZE = 8
 MAX_SIZE = 1024
@@ -42,66 +51,48 @@ def available_cpus():
 
 
 def preprocess(data_dir, out=None, size=100, workers=None, seed=42, progress=True):
-    """Preprocess the NIH dataset in ``data_dir`` into ``out``; returns the manifest.
+    """Preprocess the data folders ``data_dir`` (one path, or several) into ``out``; returns the manifest.
 
-    ``out`` defaults to ``DISPREDO_MLTRAIN_DIR/preprocessed``; ``workers`` to every available
-    core (1 converts in this process). Raises ``PreprocessError``.
+    Each folder is in the NIH layout (an NIH download or a ``manage.py export_readings`` folder);
+    see ``mltrain.sources`` for how several are split together. ``out`` defaults to
+    ``DISPREDO_MLTRAIN_DIR/preprocessed``; ``workers`` to every available core (1 converts in this
+    process). Raises ``PreprocessError``.
     """
     size, workers, seed = _check_arguments(size, workers, seed)
-    data_dir = Path(data_dir).expanduser().resolve()
-    if not data_dir.is_dir():
-        raise PreprocessError(f"The data directory {data_dir} does not exist.")
+    data_dirs = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else list(data_dir)
+    if not data_dirs:
+        raise PreprocessError("Give at least one --data-dir.")
     out = Path(out or default_directory()).expanduser().resolve()
-
     try:
-        label_file = nih.find_label_file(data_dir)
-        entries = nih.read_label_file(label_file)
-        official = nih.read_official_split(label_file.parent)
-    except nih.NihDataError as exc:
+        folders = sources.read_sources(data_dirs)
+        patients, by_split = sources.union_split(folders, seed)
+    except sources.SourceError as exc:
         raise PreprocessError(str(exc)) from exc
-    except OSError as exc:
-        raise PreprocessError(f"Cannot read the NIH files in {data_dir}: {exc}.") from exc
+    names = [name for folder in folders for name in folder.names]
+    labels = np.concatenate([folder.labels for folder in folders])
+    files = [path for folder in folders for path in folder.files]
+    origin = sources.source_index(folders)
 
-    on_disk = nih.find_images(data_dir)
-    rows = np.array([row for row, name in enumerate(entries.names) if name in on_disk], dtype=np.int64)
-    if not len(rows):
-        folders = "images_*/images/ or images/"
-        where = "has none of those folders" if not nih.image_folders(data_dir) else "holds none of them"
-        raise PreprocessError(
-            f"None of the {len(entries.names):,} images listed in {label_file.name} is in {data_dir}: "
-            f"the NIH layout keeps them in {folders}, and {data_dir} {where}."
-        )
-    names = [entries.names[row] for row in rows]
-    patients = entries.patients[rows]
-    labels = entries.labels[rows]
-
-    try:
-        if official is None:
-            split_method = "grouped"
-            by_split = splits.grouped_split(patients, seed=seed)
-        else:
-            split_method = "official"
-            by_split = splits.official_split(names, patients, *official, seed=seed)
-    except splits.SplitError as exc:
-        raise PreprocessError(str(exc)) from exc
-
-    staging = _make_staging(out, needed_bytes=len(rows) * size * size)
+    staging = _make_staging(out, needed_bytes=len(names) * size * size)
     try:
         for split in SPLITS:
             members = by_split[split]
             np.save(array_path(staging, split, "labels"), labels[members])
             np.save(array_path(staging, split, "patients"), patients[members])
             np.save(array_path(staging, split, "names"), np.array([names[i] for i in members], dtype=str))
-        _convert_images(staging, by_split, [on_disk[name] for name in names], size, workers, progress)
+            np.save(array_path(staging, split, SOURCES_ARRAY), origin[members])
+        _convert_images(staging, by_split, files, size, workers, progress)
+        paths = [str(folder.path) for folder in folders]
         manifest = {
             "format_version": FORMAT_VERSION,
             "size": size,
             "findings": list(FINDINGS),
             "seed": seed,
-            "source": str(data_dir),
-            "split_method": split_method,
-            "missing_images": len(entries.names) - len(rows),
-            "images_found": len(rows),
+            "source": paths[0] if len(paths) == 1 else paths,
+            "sources": sources.describe(folders, by_split),
+            "split_method": sources.split_method(folders),
+            "missing_images": sum(folder.listed - len(folder.names) for folder in folders),
+            "images_found": len(names),
             "splits": {split: _summary(labels[by_split[split]], patients[by_split[split]]) for split in SPLITS},
         }
         class_frequency_chart(manifest, staging / CHART_FILE)

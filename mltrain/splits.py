@@ -1,7 +1,8 @@
 """Patient-level train / validation / test splits: no patient is ever in two splits.
 
 Either the official NIH lists (validation carved by patient out of train_val) or, without
-them, a split of the patients with ``--seed``. Both return ``{split: sorted row indices}``.
+them, a split of the patients with ``--seed``; ``combined_split`` joins both for several data
+folders. All return ``{split: sorted row indices}``.
 """
 
 import numpy as np
@@ -41,8 +42,8 @@ def grouped_split(patients, seed=42, val_fraction=VAL_FRACTION, test_fraction=TE
     return splits
 
 
-def official_split(names, patients, train_val_names, test_names, seed=42, val_fraction=VAL_FRACTION):
-    """The official split of ``names``; validation is ``val_fraction`` of the train_val patients.
+def official_membership(names, patients, train_val_names, test_names):
+    """``(train_val rows, test rows)`` of ``names`` by the official lists.
 
     Every image must be in exactly one list, and no patient may be in both.
     """
@@ -66,13 +67,44 @@ def official_split(names, patients, train_val_names, test_names, seed=42, val_fr
             f"{len(shared)} patient(s) have images in both train_val_list.txt and test_list.txt, "
             f"e.g. patient {shared[0]}; the official split is by patient."
         )
-    train_val = np.flatnonzero(in_train_val)
-    test = np.flatnonzero(in_test)
+    return np.flatnonzero(in_train_val), np.flatnonzero(in_test)
+
+
+def official_split(names, patients, train_val_names, test_names, seed=42, val_fraction=VAL_FRACTION):
+    """The official split of ``names``; validation is ``val_fraction`` of the train_val patients."""
+    train_val, test = official_membership(names, patients, train_val_names, test_names)
     if not len(train_val) or not len(test):
         empty = "train_val_list.txt" if not len(train_val) else "test_list.txt"
         raise SplitError(f"No image found here is in {empty}.")
-    train, val = carve(patients[train_val], val_fraction, seed)
-    splits = {"train": train_val[train], "val": train_val[val], "test": test}
+    return combined_split(patients, train_val, test, [], seed=seed, val_fraction=val_fraction)
+
+
+def combined_split(
+    patients, train_val, test, free, seed=42, val_fraction=VAL_FRACTION, test_fraction=TEST_FRACTION
+):
+    """Rows placed by official lists and ``free`` rows (of folders without lists), split together.
+
+    ``test`` rows are the test split; validation is ``val_fraction`` of the ``train_val`` patients;
+    the ``free`` rows get a grouped split of their own patients (``grouped_split``). With only
+    official rows this is ``official_split``, with only free rows ``grouped_split``.
+    """
+    patients = np.asarray(patients)
+    train_val, test, free = (np.asarray(rows, dtype=np.int64) for rows in (train_val, test, free))
+    parts = {"train": [], "val": [], "test": [test]}
+    if len(free):
+        try:
+            grouped = grouped_split(patients[free], seed, val_fraction, test_fraction)
+        except SplitError as exc:
+            if not len(train_val) and not len(test):
+                raise
+            raise SplitError(f"Among the images of the folders without official lists: {exc}") from exc
+        for split, rows in grouped.items():
+            parts[split].append(free[rows])
+    if len(train_val):
+        train, val = carve(patients[train_val], val_fraction, seed)
+        parts["train"].append(train_val[train])
+        parts["val"].append(train_val[val])
+    splits = {split: np.sort(np.concatenate(rows)) if rows else np.zeros(0, np.int64) for split, rows in parts.items()}
     check_disjoint(patients, splits)
     return splits
 

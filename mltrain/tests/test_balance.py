@@ -9,7 +9,7 @@ from django.core.management.base import CommandError
 
 from diagnosis.findings import FINDINGS
 from mltrain.balance import BalanceError, balance, smotetomek
-from mltrain.dataset import BALANCE_REPORT_FILE, DatasetError, Split, load_balanced, load_split
+from mltrain.dataset import BALANCE_REPORT_FILE, SOURCES_ARRAY, DatasetError, Split, load_balanced, load_split
 
 
 def fingerprints(directory):
@@ -39,7 +39,7 @@ def test_validation_and_test_files_are_unchanged(preprocessed):
 
     assert fingerprints(preprocessed) == before
     assert sorted(name for name in before if name.startswith(("val_", "test_"))) == sorted(
-        f"{split}_{array}.npy" for split in ("val", "test") for array in Split._fields
+        f"{split}_{array}.npy" for split in ("val", "test") for array in (*Split._fields, SOURCES_ARRAY)
     )
 
 

@@ -54,6 +54,7 @@ def test_it_writes_the_arrays_of_the_contract(small_preprocessed):
         "findings",
         "seed",
         "source",
+        "sources",
         "split_method",
         "missing_images",
         "images_found",

@@ -1,4 +1,4 @@
-"""manage.py preprocess: NIH ChestX-ray14 (its published layout) -> memory-mappable training arrays."""
+"""manage.py preprocess: data folders in the NIH ChestX-ray14 layout -> memory-mappable training arrays."""
 
 from pathlib import Path
 
@@ -10,23 +10,30 @@ from mltrain.preprocess import PreprocessError, preprocess
 
 class Command(BaseCommand):
     help = (
-        "Convert the NIH ChestX-ray14 dataset (Data_Entry_2017.csv and images_*/images/) into "
-        "grayscale size x size arrays split by patient into train, val and test."
+        "Convert the NIH ChestX-ray14 dataset (Data_Entry_2017.csv and images_*/images/), and any "
+        "exports of manage.py export_readings in the same layout, into grayscale size x size arrays "
+        "split by patient into train, val and test."
     )
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--data-dir", required=True, type=Path, help="Folder of the NIH download (label file and image folders)."
+            "--data-dir",
+            required=True,
+            type=Path,
+            action="append",
+            dest="data_dirs",
+            help="Folder in the NIH layout (label file and image folders): the NIH download or an export "
+            "of export_readings. Repeat it to take several; a Patient ID may be in one folder only.",
         )
         parser.add_argument("--size", type=int, default=100, help="Side of the model image in pixels (default 100).")
         parser.add_argument("--workers", type=int, default=None, help="Worker processes (default: all cores).")
         parser.add_argument("--out", type=Path, default=None, help=f"Output folder (default {default_directory()}).")
         parser.add_argument("--seed", type=int, default=42, help="Seed of the patient split (default 42).")
 
-    def handle(self, *args, data_dir, size, workers, out, seed, verbosity, **options):
+    def handle(self, *args, data_dirs, size, workers, out, seed, verbosity, **options):
         out = out or default_directory()
         try:
-            manifest = preprocess(data_dir, out, size=size, workers=workers, seed=seed, progress=verbosity > 0)
+            manifest = preprocess(data_dirs, out, size=size, workers=workers, seed=seed, progress=verbosity > 0)
         except PreprocessError as exc:
             raise CommandError(str(exc)) from exc
         if verbosity == 0:
@@ -36,6 +43,13 @@ class Command(BaseCommand):
             f"{manifest['images_found']:,} of {listed:,} listed images converted to {manifest['size']} px; "
             f"{manifest['missing_images']:,} listed but absent (skipped)."
         )
+        if len(manifest["sources"]) > 1:
+            for source in manifest["sources"]:
+                counts = ", ".join(f"{source['splits'][split]:,} {split}" for split in SPLITS)
+                self.stdout.write(
+                    f"  {source['name']}: {source['images']:,} images of {source['patients']:,} patients "
+                    f"({source['kind']}, {source['split_method']} split): {counts}"
+                )
         for split in SPLITS:
             summary = manifest["splits"][split]
             self.stdout.write(
