@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
     """The audit trail's "export" action (manage.py export_readings)."""
 
     dependencies = [
-        ('diagnosis', '0006_reviews_to_readings_and_readers_group'),
+        ('diagnosis', '0007_delete_review'),
     ]
 
     operations = [
