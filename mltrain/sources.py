@@ -4,7 +4,8 @@ Each folder is in the NIH layout and is read on its own: its label file, the ima
 official lists (``train_val_list.txt`` and ``test_list.txt``) if it has them, which then decide the
 split of that folder's images; folders without lists are split by patient with the seed. Images
 are keyed by (folder, name) internally, since two folders may both have a ``00000001_000.png``.
-A Patient ID may be in one folder only, so that the split by patient holds over their union.
+A Patient ID may be in one folder only, so that the split by patient holds over their union, except
+across Dispredo exports, whose stable pseudonyms name the same patient in each.
 """
 
 import json
@@ -111,8 +112,12 @@ def read_sources(data_dirs):
 
 
 def _check_patients(sources):
+    # Two Dispredo exports share pseudonyms only for the same patient (an earlier export and a later
+    # one with --since): those images are split together by patient. Any other shared ID is a clash.
     for index, first in enumerate(sources):
         for second in sources[index + 1 :]:
+            if first.kind == second.kind == READINGS_KIND:
+                continue
             shared = np.intersect1d(first.patients, second.patients)
             if len(shared):
                 raise SourceError(

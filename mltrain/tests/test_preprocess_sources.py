@@ -257,3 +257,34 @@ def test_the_command_takes_several_data_folders(nih_folder, export_folder, tmp_p
         counts = ", ".join(f"{source['splits'][split]:,} {split}" for split in SPLITS)
         line = f"  {source['name']}: {source['images']} images of {source['patients']} patients"
         assert f"{line} ({source['kind']}, grouped split): {counts}\n" in text
+
+
+def test_two_exports_of_one_clinic_share_patients_in_one_split(db, settings, tmp_path, nih_sample, nih_folder):
+    """An export, then a later one with --since: the same pseudonym is the same patient, kept in one split."""
+    import datetime
+
+    from django.utils import timezone
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    names = nih_sample.pick(256, 12)
+    person = patient("CLINIC-1", "Returning Patient", "F")
+    earlier = timezone.now() - datetime.timedelta(days=10)
+    for name in names[:6]:
+        sign(store(person, nih_sample.paths[name]), signed_at=earlier)
+    first = export_readings(tmp_path / "first").out
+    since = timezone.localdate()
+    for name in names[6:]:
+        sign(store(person, nih_sample.paths[name]))
+    second = export_readings(tmp_path / "second", since=since).out
+    (pseudonym,) = {row["Patient ID"] for row in label_rows(first).values()}
+    assert {row["Patient ID"] for row in label_rows(second).values()} == {pseudonym}
+
+    run([nih_folder, first, second], tmp_path / "out")
+
+    splits_of_patient = {
+        split for (source, _), (split, patient_id, _) in images_by_source(tmp_path / "out").items()
+        if patient_id == int(pseudonym)
+    }
+    assert len(splits_of_patient) == 1
+    found = images_by_source(tmp_path / "out")
+    assert sum(1 for (source, _), row in found.items() if row[1] == int(pseudonym)) == 12
