@@ -33,9 +33,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from _common import machine, machine_line, nih_sample, table  # noqa: E402
+from _common import machine, machine_line, nih_sample  # noqa: E402
 
 READER = "simulated-reader"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
 
 def parse_args(argv=None):
@@ -169,6 +170,7 @@ def main(argv=None):
     print(f"Working in {work}")
     try:
         setup_django(work)
+        from diagnosis.model_comparison import table_lines
         from mltrain.comparison import compare_versions
         from mltrain.preprocess import preprocess
         from mltrain.readings_export import export_readings
@@ -202,8 +204,20 @@ def main(argv=None):
         print(f"After: trained on the NIH part and the clinic's readings in {after_seconds:.0f} s")
 
         result = compare_versions(after, against=before, data_dir=before_data, split="test")
+        comparison = result["comparison"]
         print()
-        print(result.text if hasattr(result, "text") else result)
+        print(
+            f"Test split: {comparison['images']} images of {comparison['patients']} patients neither network trained "
+            f"on; after (candidate) against before:"
+        )
+        for line in table_lines(comparison, "after", "before"):
+            print(line)
+        mean = comparison["mean"]
+        print(
+            f"\nMean AUROC on the test patients: before {mean['against']:.3f}, after {mean['candidate']:.3f}; "
+            f"difference {mean['difference']:+.3f} (95 % paired patient-bootstrap interval "
+            f"{mean['low']:+.3f} to {mean['high']:+.3f})."
+        )
     finally:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
