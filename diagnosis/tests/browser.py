@@ -1,6 +1,7 @@
 """Headless Chromium for the end-to-end tests: Debian's chromium driven by Playwright."""
 
 import contextlib
+import re
 import shutil
 
 import pytest
@@ -30,3 +31,8 @@ def chromium_page(monkeypatch, viewport):
             yield browser.new_page(viewport=viewport)
         finally:
             browser.close()
+
+
+def pages_in(pdf):
+    """The number of page objects in a PDF (``/Type /Page``, not ``/Pages``)."""
+    return len(re.findall(rb"/Type\s*/Page[^s]", pdf))

@@ -1,4 +1,5 @@
-"""End to end in headless Chromium: a reader marks every finding of an X-ray and signs the reading off."""
+"""End to end in headless Chromium: a reader marks every finding of an X-ray, signs the reading off and
+prints its report, which fits one page."""
 
 import pytest
 
@@ -7,7 +8,7 @@ from diagnosis.imaging import open_xray
 from diagnosis.models import Patient, Reading
 from diagnosis.registry import register_model_version
 from diagnosis.scoring import score_xray, store_xray
-from diagnosis.tests.browser import MARKS, chromium_page
+from diagnosis.tests.browser import MARKS, chromium_page, pages_in
 from diagnosis.tests.tiny_model import build_tiny_artefact
 
 pytestmark = MARKS
@@ -64,3 +65,13 @@ def test_a_reader_marks_every_finding_and_signs_off(live_server, browser_page, r
 
     reading = Reading.objects.get()
     assert (reading.status, reading.signed_by, reading.marks["Effusion"]) == ("signed", reader, "present")
+
+    # The signed reading's report, from the result page's link, prints on one page.
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.click("#report-link")
+    page.wait_for_url(f"{live_server.url}/xrays/{xray.pk}/report/")
+    page.emulate_media(media="print")
+    assert page.text_content("#signoff").split()[:4] == ["Signed", "off", "by", "reader"]
+    assert "DRAFT" not in page.text_content("main")
+    assert "Small left pleural effusion." in page.text_content("main")
+    assert pages_in(page.pdf(format="A4", print_background=True)) == 1

@@ -1,14 +1,12 @@
 """In a real headless browser: a signed-off X-ray's report prints on one page, on A4 and on Letter."""
 
-import re
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from diagnosis.findings import FINDINGS
 from diagnosis.models import Patient, Reading
-from diagnosis.tests.browser import MARKS, chromium_page
+from diagnosis.tests.browser import MARKS, chromium_page, pages_in
 from diagnosis.tests.factories import make_xray
 
 pytestmark = MARKS
@@ -21,11 +19,6 @@ IMPRESSION = (
     "Compared with no prior study. Suggest a lateral view or ultrasound to confirm the effusion and "
     "follow-up in six weeks after treatment."
 )
-
-
-def pages_in(pdf):
-    """The number of page objects in a PDF (``/Type /Page``, not ``/Pages``)."""
-    return len(re.findall(rb"/Type\s*/Page[^s]", pdf))
 
 
 @pytest.mark.django_db(transaction=True)
