@@ -139,6 +139,8 @@ DISPREDO_DICOM_BIND = env_str("DISPREDO_DICOM_BIND", "127.0.0.1")
 DISPREDO_DICOM_CALLING_AE_TITLES = env_list("DISPREDO_DICOM_CALLING_AE_TITLES", [])
 # The system user received X-rays are stored under (created without a usable password).
 DISPREDO_DICOM_USER = env_str("DISPREDO_DICOM_USER", "dicom-receiver")
+# FHIR output (diagnosis.fhir): the base of Dispredo's own identifier and code systems, a URN or a URL.
+DISPREDO_FHIR_BASE = env_str("DISPREDO_FHIR_BASE", "urn:dispredo")
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DISPREDO_SECURE_COOKIES", False)
