@@ -1,7 +1,9 @@
 """Reading settings from the environment: small helpers that fail loudly on a bad value."""
 
+import ipaddress
 import os
 import secrets
+import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -27,14 +29,19 @@ def env_bool(name, default=False):
     raise ImproperlyConfigured(f"{name} must be one of true/false/1/0/yes/no, not {raw!r}.")
 
 
-def env_int(name, default):
+def env_int(name, default, low=None, high=None):
+    """A whole number from the environment, optionally from ``low`` to ``high``."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
     try:
-        return int(raw.strip())
+        value = int(raw.strip())
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
+        raise ImproperlyConfigured(f"{name} must be a whole number {bounds}, not {raw!r}.")
+    return value
 
 
 def env_float(name, default, low, high):
@@ -75,7 +82,7 @@ def secret_key(name, key_file):
     key_file = Path(key_file)
     if key_file.exists():
         return key_file.read_text().strip()
-    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     value = secrets.token_urlsafe(50)
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -101,3 +108,46 @@ def database(name, sqlite_path):
         "HOST": parsed.hostname or "",
         "PORT": str(parsed.port or ""),
     }
+
+
+def _bind_host(bind):
+    """The host part of a gunicorn --bind value, or None for a unix socket or file descriptor."""
+    if bind.startswith(("unix:", "fd://")):
+        return None
+    if bind.startswith("["):
+        return bind[1:].split("]", 1)[0]
+    if bind.count(":") > 1:  # a bare IPv6 address
+        return bind
+    return bind.rsplit(":", 1)[0] if ":" in bind else bind
+
+
+def _is_loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name (or the empty host, all interfaces): it may be reached from elsewhere
+        return False
+
+
+def bind_warning(bind, behind_proxy):
+    """The warning to print when gunicorn would be reached directly from other machines, else None.
+
+    gunicorn alone serves plain HTTP and a few idle connections tie up its threads: beyond loopback it
+    belongs behind an HTTPS reverse proxy, which DISPREDO_BEHIND_PROXY declares.
+    """
+    host = _bind_host(bind.strip())
+    if host is None or behind_proxy or _is_loopback(host):
+        return None
+    return (
+        f"Warning: gunicorn listens on {bind}, beyond this machine, without DISPREDO_BEHIND_PROXY. "
+        "Reached directly it serves plain HTTP, and a few idle connections can stall it. Put it behind an "
+        "HTTPS reverse proxy and set DISPREDO_BEHIND_PROXY=true, or bind to 127.0.0.1 (DISPREDO_BIND)."
+    )
+
+
+def print_bind_warning():
+    """bin/start's check of DISPREDO_BIND and DISPREDO_BEHIND_PROXY, printed to standard error."""
+    warning = bind_warning(env_str("DISPREDO_BIND", "127.0.0.1:8000"), env_bool("DISPREDO_BEHIND_PROXY"))
+    if warning:
+        print(warning, file=sys.stderr)

@@ -4,7 +4,10 @@ Local defaults are safe: DEBUG off, SQLite and private files under ./var, a secr
 generated on first start. See README.md for the variables.
 """
 
+from datetime import timedelta
 from pathlib import Path
+
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 from .env import database, env_bool, env_float, env_int, env_list, env_path, env_str, secret_key
 
@@ -26,19 +29,30 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
+    "csp",
     "diagnosis",
     "mltrain",
 ]
 
 MIDDLEWARE = [
+    # First: refuses an oversized request from its Content-Length, before anything reads the body.
+    "dispredo_site.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Before any view (and before CSRF's check parses a form): anonymous bodies, idle sessions, no-store.
+    "dispredo_site.middleware.AnonymousBodyMiddleware",
+    "dispredo_site.middleware.IdleSessionMiddleware",
+    "dispredo_site.middleware.NoStoreMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "dispredo_site.urls"
@@ -75,7 +89,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -119,6 +133,8 @@ MEDIA_URL = "/media/"
 FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+# One X-ray per upload; the admin's forms send none.
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
 # Largest X-ray accepted (a 1024x1024 NIH PNG is about 0.5 MB; a 16-bit 3000x3000 one about 18 MB).
 DISPREDO_MAX_UPLOAD_BYTES = 40 * 1024 * 1024
 
@@ -149,12 +165,71 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DISPREDO_BEHIND_PROXY") else None
 
+# ---- Security hardening (issue 17) ---------------------------------------------------------------
+
+# Served over HTTPS (DISPREDO_SECURE_COOKIES, with DISPREDO_BEHIND_PROXY behind a proxy): plain HTTP is
+# redirected and browsers are told to use HTTPS only (HSTS, for this host and its subdomains).
+SECURE_SSL_REDIRECT = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = env_int("DISPREDO_HSTS_SECONDS", 365 * 24 * 3600, low=0) if SESSION_COOKIE_SECURE else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SESSION_COOKIE_SECURE
+# Preloading binds the whole registered domain for good once submitted to the browsers' list: the
+# clinic's IT decides that (DISPREDO_HSTS_PRELOAD=true), so check --deploy's reminder is silenced.
+SECURE_HSTS_PRELOAD = env_bool("DISPREDO_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD or not SESSION_COOKIE_SECURE else ["security.W021"]
+
+# Idle timeout: a session unused for this long ends (IdleSessionMiddleware renews it while in use),
+# and closing the browser ends it on a shared workstation.
+SESSION_COOKIE_AGE = env_int("DISPREDO_SESSION_IDLE_MINUTES", 30, low=1) * 60
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# Anonymous requests may send a body only to these pages (URL names); see AnonymousBodyMiddleware.
+DISPREDO_ANONYMOUS_POST_URLS = ["login", "logout", "admin:login", "admin:logout"]
+# Left to the REST framework, which authenticates before it parses a body.
+DISPREDO_ANONYMOUS_BODY_EXEMPT = ["/api/"]
+
+# Content Security Policy (django-csp): scripts only from our own static files, never inline.
+# Inline style attributes stay allowed: the findings' bars are drawn with style="width: ...%", and a
+# style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        # data: for the admin's ROC curves, blob: for the upload page's preview of the chosen file.
+        "img-src": [SELF, "data:", "blob:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Sign-in lockout (django-axes): after DISPREDO_LOGIN_FAILURE_LIMIT failures for one user name, or
+# from one address, sign-in is refused (even with the right password) for DISPREDO_LOGIN_COOLOFF_MINUTES
+# after the last failure. Every failure is logged and kept (Admin > Axes).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("DISPREDO_LOGIN_FAILURE_LIMIT", 5, low=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("DISPREDO_LOGIN_COOLOFF_MINUTES", 15, low=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_CALLABLE = "dispredo_site.security.lockout_response"
+# A successful sign-in does not clear the count: it would let one account clear its address's
+# failures, and so the failures against other accounts from there.
+AXES_RESET_ON_SUCCESS = False
+AXES_CLIENT_IP_CALLABLE = "dispredo_site.security.client_address"
+AXES_CLIENT_STR_CALLABLE = "dispredo_site.security.client_description"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {
         "diagnosis": {"handlers": ["console"], "level": "INFO"},
+        # Failed sign-ins and lockouts (user name, address, page); successful ones are in Admin > Axes.
+        "axes": {"handlers": ["console"], "level": "WARNING"},
         # With DEBUG off and no ADMINS, a 500's traceback would otherwise go nowhere.
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },

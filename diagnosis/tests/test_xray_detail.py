@@ -35,7 +35,7 @@ def test_the_image_view_sends_the_stored_file_privately(staff_client, scored_xra
     response = staff_client.get(reverse("diagnosis:xray_image", args=[scored_xray.pk]))
     assert response.status_code == 200
     assert response["Content-Type"] == "image/png"
-    assert response["Cache-Control"] == "private, max-age=3600"
+    assert response["Cache-Control"] == "no-store"  # set by dispredo_site.middleware.NoStoreMiddleware
     assert b"".join(response.streaming_content) == sample_images["px_256"].read_bytes()
 
 
