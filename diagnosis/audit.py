@@ -30,6 +30,22 @@ def record_by(user, action, obj, detail=""):
     )
 
 
+def record_list_view(request, object_type, detail=""):
+    """Log that ``request.user`` viewed a list page (``object_type`` "worklist" or "patientlist"):
+    one row per page view, with no patient and object id 0; ``detail`` holds the filters or the
+    search used and the page (a search may be a patient's name: the trail holds identifiers anyway)."""
+    AuditEvent.objects.create(
+        user=request.user,
+        username=request.user.get_username(),
+        action=AuditAction.VIEW,
+        patient=None,
+        patient_mrn="",
+        object_type=object_type,
+        object_id=0,
+        detail=detail[:200],
+    )
+
+
 def record_model_change(user, version, detail):
     """Log a change to a model version (no patient): by ``user``, or by whoever ran a command."""
     AuditEvent.objects.create(

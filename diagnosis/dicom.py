@@ -21,6 +21,8 @@ from PIL import Image
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
+from . import image_limits
+
 # The magic word of a DICOM Part 10 file, after its 128-byte preamble.
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
@@ -36,7 +38,9 @@ MULTI_FRAME_MESSAGE = "This DICOM image has {frames} frames; please send a singl
 COLOUR_MESSAGE = "This DICOM image is in colour ({photometric}); a chest X-ray must be grayscale."
 MODALITY_MESSAGE = "This DICOM image's modality is {modality}; only radiographs (CR or DX) are accepted."
 BODY_PART_MESSAGE = "This DICOM image is of the {body_part}, not the chest; only chest X-rays are accepted."
-TOO_LARGE_MESSAGE = "This DICOM image is too large."
+
+# Rows at a time through the display transforms, so that their float copies stay small.
+_CHUNK_PIXELS = 1 << 20
 
 
 class DicomRefused(ValueError):
@@ -122,7 +126,10 @@ def check_header(dataset):
 
 def display_pixels(dataset):
     """The decoded image as display-ready uint8: modality LUT or rescale, then VOI LUT or window
-    (else the stored min..max), then inversion so that bones are bright."""
+    (else the stored min..max), then inversion so that bones are bright.
+
+    The transforms work on a band of rows at a time (they are per pixel), so a 16-bit plate never
+    has a full-size float64 copy: only the decoded array and the 8-bit result are whole."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -131,17 +138,23 @@ def display_pixels(dataset):
         raise DicomRefused("dicom_unreadable", UNREADABLE_MESSAGE) from exc
     if stored.ndim != 2:
         raise DicomRefused("dicom_unreadable", UNREADABLE_MESSAGE)
-    values = apply_modality_lut(stored, dataset)
+    rows = max(1, _CHUNK_PIXELS // max(stored.shape[1], 1))
+    bands = [slice(top, top + rows) for top in range(0, stored.shape[0], rows)]
     low, high = voi_range(dataset)
-    if low is None:
-        low, high = float(values.min()), float(values.max())
-    else:
-        values = apply_voi_lut(values, dataset, index=0)
-    values = np.asarray(values, dtype=np.float64)
+    windowed = low is not None
+    if not windowed:
+        extremes = [(float(v.min()), float(v.max())) for v in (apply_modality_lut(stored[b], dataset) for b in bands)]
+        low, high = min(e[0] for e in extremes), max(e[1] for e in extremes)
     scale = 255.0 / (high - low) if high > low else 0.0
-    pixels = np.clip(np.round((values - low) * scale), 0, 255).astype(np.uint8)
+    pixels = np.empty(stored.shape, dtype=np.uint8)
+    for band in bands:
+        values = apply_modality_lut(stored[band], dataset)
+        if windowed:
+            values = apply_voi_lut(values, dataset, index=0)
+        values = np.asarray(values, dtype=np.float64)
+        pixels[band] = np.clip(np.round((values - low) * scale), 0, 255).astype(np.uint8)
     if is_inverted(dataset):
-        pixels = 255 - pixels
+        np.subtract(255, pixels, out=pixels)
     return pixels
 
 
@@ -207,15 +220,18 @@ def format_name(value):
     return " ".join(f"{given} {family}".split())
 
 
-def read_dicom(data, max_pixels):
+def read_dicom(data):
     """A display-ready 8-bit grayscale PIL image of the DICOM in ``data``, or None if ``data`` is
-    not DICOM; raises ``DicomRefused`` for DICOM Dispredo does not take."""
+    not DICOM; raises ``DicomRefused`` for DICOM Dispredo does not take (one too large to decode
+    within ``image_limits`` among them, decided from Rows, Columns and Bits Allocated)."""
     dataset = parse(data)
     if dataset is None:
         return None
     check_header(dataset)
-    if int(dataset.Rows) * int(dataset.Columns) > max_pixels:
-        raise DicomRefused("dicom_too_large", TOO_LARGE_MESSAGE)
+    bits = _int(dataset.get("BitsAllocated")) or 16
+    too_large = image_limits.too_large_message(int(dataset.Columns), int(dataset.Rows), bits, max(1, bits // 8))
+    if too_large:
+        raise DicomRefused("dicom_too_large", too_large)
     image = Image.fromarray(display_pixels(dataset), mode="L")
     image.format = "DICOM"
     image.info["dicom"] = header_of(dataset)

@@ -5,8 +5,9 @@ from django.core.exceptions import ValidationError
 from . import dicom_records
 from .findings import DISPLAY_NAMES, FINDINGS
 from .guard import REFUSAL_MESSAGE
-from .imaging import InvalidImage, RefusedDicom, open_xray
+from .imaging import InvalidImage, RefusedImage, open_xray
 from .models import UNREAD, Mark, Patient, ReadingStatus, ViewPosition, XRayStatus
+from .upload_names import display_name
 
 INVALID_IMAGE_MESSAGE = "Please upload a chest X-ray image (PNG, JPEG or DICOM)."
 
@@ -29,9 +30,12 @@ class PatientForm(forms.ModelForm):
 
 
 class XRayFileField(forms.FileField):
-    """A file that must decode as a PNG, JPEG or DICOM chest X-ray; cleans to (bytes, PIL image, name).
+    """A file that must decode as a PNG, JPEG or DICOM chest X-ray; cleans to (bytes, PIL image,
+    display name). The image is upright and 8-bit grayscale (``imaging.open_xray``); the name is
+    the uploaded one made safe to show (``upload_names.display_name``), never used for storage.
 
-    DICOM refusals (colour, multi-frame, not a chest, damaged...) keep their own code and message."""
+    Refusals with a reason of their own keep their code and message: DICOM ones (colour,
+    multi-frame, not a chest, damaged...) and an image too large to decode."""
 
     default_error_messages = {
         "required": "Please choose an X-ray image file.",
@@ -51,11 +55,11 @@ class XRayFileField(forms.FileField):
         content = upload.read()
         try:
             image = open_xray(content)
-        except RefusedDicom as exc:
+        except RefusedImage as exc:
             raise ValidationError(exc.message, code=exc.code) from exc
         except InvalidImage as exc:
             raise ValidationError(self.error_messages["invalid"], code="invalid_image") from exc
-        return content, image, upload.name
+        return content, image, display_name(upload.name)
 
 
 class UploadForm(forms.Form):

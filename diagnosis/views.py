@@ -61,23 +61,33 @@ def worklist(request):
             xrays = xrays.in_reading_state(form.cleaned_data["reading"])
         if form.cleaned_data["sort"] == TRIAGE:
             xrays = xrays.triage_order()
-    return render(
-        request,
-        "diagnosis/worklist.html",
-        {"form": form, "page": _page(request, xrays), "query": _query_without_page(request)},
-    )
+    page = _page(request, xrays)
+    audit.record_list_view(request, "worklist", f"{_filters_used(form)}; page {page.number}")
+    return render(request, "diagnosis/worklist.html", {"form": form, "page": page, "query": _query_without_page(request)})
+
+
+def _filters_used(form):
+    if not form.is_bound:
+        return "no filters"
+    if not form.is_valid():
+        return "invalid filters: " + form.data.urlencode()
+    used = [f"{name}={value}" for name, value in form.cleaned_data.items() if value]
+    return "filters " + ", ".join(used) if used else "no filters"
 
 
 @staff_required
 def patient_list(request):
     form = PatientSearchForm(request.GET or None)
     patients = Patient.objects.all()
+    search = ""
     if form.is_valid():
-        patients = patients.search(form.cleaned_data["q"])
+        search = form.cleaned_data["q"]
+        patients = patients.search(search)
+    page = _page(request, patients)
+    detail = (f"search {search!r}" if search else "no search") + f"; page {page.number}"
+    audit.record_list_view(request, "patientlist", detail)
     return render(
-        request,
-        "diagnosis/patient_list.html",
-        {"form": form, "page": _page(request, patients), "query": _query_without_page(request)},
+        request, "diagnosis/patient_list.html", {"form": form, "page": page, "query": _query_without_page(request)}
     )
 
 
@@ -242,6 +252,7 @@ def xray_image(request, pk):
     except FileNotFoundError:
         logger.error("The file of X-ray %s is missing: %s", xray.pk, xray.image.name)
         raise Http404("The image file of this X-ray is missing.") from None
+    audit.record(request, AuditAction.VIEW, xray, detail="image")
     if xray.is_dicom:
         with handle:
             response = HttpResponse(dicom_png(handle.read()), content_type="image/png")

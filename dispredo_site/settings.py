@@ -137,6 +137,15 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 10
 # Largest X-ray accepted (a 1024x1024 NIH PNG is about 0.5 MB; a 16-bit 3000x3000 one about 18 MB).
 DISPREDO_MAX_UPLOAD_BYTES = 40 * 1024 * 1024
+# Largest decoded image (width x height x bytes per pixel), checked from the header before decoding
+# (diagnosis/image_limits.py): a 100 KB PNG can declare 98 MB of 16-bit pixels.
+DISPREDO_MAX_IMAGE_BYTES = env_int("DISPREDO_MAX_IMAGE_BYTES", 48 * 1024 * 1024)
+# Django skips a multipart part whose header is not UTF-8: this handler makes it readable first.
+FILE_UPLOAD_HANDLERS = [
+    "diagnosis.upload_names.ReadableNamesUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # Trained model artefacts (train writes here); the shipped default model lives in the repository.
 DISPREDO_MODEL_DIR = env_path("DISPREDO_MODEL_DIR", DATA_DIR / "models")
