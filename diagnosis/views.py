@@ -24,7 +24,7 @@ from .forms import (
     UploadForm,
     WorklistFilterForm,
 )
-from .imaging import dicom_png
+from .imaging import InvalidImage, dicom_png
 from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus
 from .scoring import heatmap_of, score_xray, screen, store_xray
 
@@ -255,11 +255,15 @@ def xray_image(request, pk):
     audit.record(request, AuditAction.VIEW, xray, detail="image")
     if xray.is_dicom:
         with handle:
-            response = HttpResponse(dicom_png(handle.read()), content_type="image/png")
+            try:
+                response = HttpResponse(dicom_png(handle.read()), content_type="image/png")
+            except InvalidImage as exc:
+                # Stored before a rule that now refuses it (e.g. the decode-size limit): kept, not shown.
+                logger.error("The DICOM file of X-ray %s cannot be rendered: %s", xray.pk, exc)
+                raise Http404("The stored DICOM file of this X-ray cannot be shown.") from None
     else:
         response = FileResponse(handle, content_type=content_type)
-    # Patient images must not linger in shared caches.
-    response["Cache-Control"] = "private, max-age=3600"
+    # NoStoreMiddleware marks it no-store: patient images never linger in a cache.
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
