@@ -8,6 +8,8 @@ from django.shortcuts import get_object_or_404
 
 from .models import Patient, XRay
 
+STAFF_ONLY_MESSAGE = "Only clinic staff accounts can see patient records."
+
 
 def staff_required(view):
     """Signed-in, active staff users only; others are sent to sign in (or refused)."""
@@ -16,7 +18,7 @@ def staff_required(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not request.user.is_staff:
-            raise PermissionDenied("Only clinic staff accounts can see patient records.")
+            raise PermissionDenied(STAFF_ONLY_MESSAGE)
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -15,8 +15,6 @@ from .access import get_patient_for_user, get_xray_for_user, staff_required
 from .artefact import model_card_path
 from .findings import DISPLAY_NAMES
 from .forms import (
-    AWAITING,
-    TRIAGE,
     AmendmentForm,
     PatientForm,
     PatientSearchForm,
@@ -26,14 +24,15 @@ from .forms import (
 )
 from .imaging import InvalidImage, dicom_png
 from .models import AuditAction, ModelVersion, Patient, XRay, XRayStatus
-from .scoring import heatmap_of, score_xray, screen, store_xray
+from .scoring import heatmap_of
+from .uploads import receive_upload
+from .worklists import filtered_xrays
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 25
 # A class activation map coarser than this many cells a side says nothing about where the model looked.
 MIN_HEATMAP_CELLS = 8
-GUARD_OVERRIDE_DETAIL = "input guard overridden: scored although it does not look like a frontal chest X-ray"
 
 
 def _page(request, queryset):
@@ -49,18 +48,7 @@ def _query_without_page(request):
 @staff_required
 def worklist(request):
     form = WorklistFilterForm(request.GET or None, version=ModelVersion.active())
-    xrays = XRay.objects.with_flagged().with_reading_state()
-    if form.is_valid():
-        if form.cleaned_data["status"]:
-            xrays = xrays.filter(status=form.cleaned_data["status"])
-        if form.cleaned_data["finding"]:
-            xrays = xrays.with_flagged_finding(form.cleaned_data["finding"])
-        if form.cleaned_data["reading"] == AWAITING:
-            xrays = xrays.awaiting_reading()
-        elif form.cleaned_data["reading"]:
-            xrays = xrays.in_reading_state(form.cleaned_data["reading"])
-        if form.cleaned_data["sort"] == TRIAGE:
-            xrays = xrays.triage_order()
+    xrays = filtered_xrays(form)
     page = _page(request, xrays)
     audit.record_list_view(request, "worklist", f"{_filters_used(form)}; page {page.number}")
     return render(request, "diagnosis/worklist.html", {"form": form, "page": page, "query": _query_without_page(request)})
@@ -145,46 +133,19 @@ def upload(request):
     if request.GET.get("patient", "").isdigit():
         initial["patient"] = request.GET["patient"]
     form = UploadForm(request.POST or None, request.FILES or None, initial=initial)
-    if request.method == "POST" and form.is_valid():
-        screening = screen(form.cleaned_data["image"][1])
-        overridden = screening is not None and not screening.accepted
-        if not overridden or form.cleaned_data["score_anyway"]:
-            return _store_and_score(request, form, screening, overridden)
-        form.refuse_as_not_chest_xray()  # nothing stored
+    if request.method == "POST":
+        received = receive_upload(request, form)
+        if received is not None:
+            if received.status == XRayStatus.PENDING:
+                messages.warning(request, "X-ray stored. No model is installed yet, so it is pending diagnosis.")
+            elif received.status == XRayStatus.FAILED:
+                messages.error(request, "X-ray stored, but the model could not score it. An administrator has been told.")
+            return redirect(received.xray)
     return render(
         request,
         "diagnosis/upload.html",
         {"form": form, "model_version": ModelVersion.active()},
     )
-
-
-def _store_and_score(request, form, screening, overridden):
-    data, image, original_name = form.cleaned_data["image"]
-    patient = form.chosen_patient()
-    new_patient = patient.pk is None
-    if new_patient:
-        patient.created_by = request.user
-    xray = store_xray(
-        patient=patient,
-        data=data,
-        original_name=original_name,
-        image=image,
-        uploaded_by=request.user,
-        view_position=form.chosen_view_position(),
-        clinical_note=form.cleaned_data["clinical_note"],
-        guard_overridden=overridden,
-    )
-    if new_patient:
-        audit.record(request, AuditAction.CREATE, patient)
-    audit.record(request, AuditAction.CREATE, xray, detail="uploaded " + original_name)
-    if overridden:
-        audit.record(request, AuditAction.CHANGE, xray, detail=GUARD_OVERRIDE_DETAIL)
-    status = score_xray(xray, image, screening)
-    if status == XRayStatus.PENDING:
-        messages.warning(request, "X-ray stored. No model is installed yet, so it is pending diagnosis.")
-    elif status == XRayStatus.FAILED:
-        messages.error(request, "X-ray stored, but the model could not score it. An administrator has been told.")
-    return redirect(xray)
 
 
 @staff_required

@@ -243,3 +243,73 @@ LOGGING = {
         "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }
+
+# ---------------------------------------------------------------------------------------------
+# REST API (api app, under /api/): Django REST framework, OpenAPI schema and docs, rate limits.
+# ---------------------------------------------------------------------------------------------
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+INSTALLED_APPS += ["rest_framework", "drf_spectacular", "drf_spectacular_sidecar", "api"]
+
+
+def _api_rate(name, default):
+    """A rate like "120/min" (per second, minute, hour or day) from the environment."""
+    value = env_str(name, default).strip()
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and period[:1] in ("s", "m", "h", "d")):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 120/min (per s, min, hour or day), not {value!r}.")
+    return value
+
+
+# Per user (per address before sign-in); over the limit the API answers 429 with Retry-After.
+DISPREDO_API_REQUEST_RATE = _api_rate("DISPREDO_API_REQUEST_RATE", "120/min")
+DISPREDO_API_UPLOAD_RATE = _api_rate("DISPREDO_API_UPLOAD_RATE", "20/min")
+# Token requests with a password, per address.
+DISPREDO_API_SIGN_IN_RATE = _api_rate("DISPREDO_API_SIGN_IN_RATE", "10/min")
+# Rate counts live in files shared by all web workers of the host (a per-process memory cache
+# would let each worker allow the full rate).
+DISPREDO_API_THROTTLE_CACHE = "api_throttle"
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    DISPREDO_API_THROTTLE_CACHE: {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": DATA_DIR / "cache" / "api-throttle",
+    },
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.authentication.ApiTokenAuthentication",  # first: its header makes anonymous requests 401
+        "rest_framework.authentication.SessionAuthentication",  # the browser, with CSRF
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsClinicStaff"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttles.RequestThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.PagePagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Dispredo API",
+    "DESCRIPTION": "Chest X-ray findings for clinic systems. Staff accounts only; see /api/docs/.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["api.permissions.IsClinicStaff"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"ViewPositionEnum": "diagnosis.models.ViewPosition", "SexEnum": "diagnosis.models.Sex"},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.add_error_responses",
+    ],
+}
+
+LOGGING["loggers"]["api"] = {"handlers": ["console"], "level": "INFO"}

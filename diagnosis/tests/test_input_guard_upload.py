@@ -9,7 +9,7 @@ from PIL import Image, ImageOps
 from diagnosis.guard import REFUSAL_MESSAGE
 from diagnosis.models import AuditEvent, Patient, XRay
 from diagnosis.tests.conftest import stored_files, upload_file
-from diagnosis.views import GUARD_OVERRIDE_DETAIL
+from diagnosis.uploads import GUARD_OVERRIDE_DETAIL
 
 
 @pytest.fixture

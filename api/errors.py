@@ -1,0 +1,38 @@
+"""The pages' forms validate API input; these turn their errors into the API's 400 answers."""
+
+from collections.abc import Mapping
+
+from django.forms.forms import NON_FIELD_ERRORS
+from drf_spectacular.utils import extend_schema
+from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
+from rest_framework.settings import api_settings
+from rest_framework.views import APIView
+
+NOT_AN_OBJECT_MESSAGE = "Send the fields as a JSON object or as form data."
+
+
+def form_error(form, extra=None):
+    """A 400 with the bound ``form``'s messages (and codes) by field, as the page shows them;
+    ``extra`` adds entries of its own."""
+    detail = {}
+    for field, errors in form.errors.as_data().items():
+        key = api_settings.NON_FIELD_ERRORS_KEY if field == NON_FIELD_ERRORS else field
+        detail[key] = [ErrorDetail(message, code=error.code) for error in errors for message in error.messages]
+    return ValidationError({**detail, **(extra or {})})
+
+
+def form_data(request):
+    """The request's fields (JSON object, form or multipart) for binding a form."""
+    if not isinstance(request.data, Mapping):
+        raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [NOT_AN_OBJECT_MESSAGE]})
+    return request.data
+
+
+@extend_schema(exclude=True)
+class Unknown(APIView):
+    """Any other URL under /api/ ending in a slash: a JSON 404, not the site's HTML page."""
+
+    def get(self, request, *args, **kwargs):
+        raise NotFound()
+
+    post = put = patch = delete = get

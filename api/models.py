@@ -1,0 +1,57 @@
+"""API tokens: a user may hold several (one per connected system), each revocable on its own.
+
+Only the SHA-256 digest of a key is stored: the key is shown once, when it is created, so a copy
+of the database does not hand out working tokens.
+"""
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+KEY_PREFIX = "dsp_"
+# The first characters of a key, kept in clear to tell a user's tokens apart.
+SHOWN_CHARACTERS = 12
+# How stale ``last_used_at`` may get before a request writes it again (not one write per request).
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def digest(key):
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class ApiToken(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. the RIS that uses it.")
+    key_digest = models.CharField("SHA-256 of the key", max_length=64, unique=True, editable=False)
+    key_start = models.CharField("start of the key", max_length=SHOWN_CHARACTERS, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        verbose_name = "API token"
+
+    def __str__(self):
+        return f"{self.name} ({self.key_start}…) of {self.user}"
+
+    @classmethod
+    def issue(cls, user, name):
+        """A new token of ``user`` and its key; the key is not stored, so it is returned only here."""
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, key_digest=digest(key), key_start=key[:SHOWN_CHARACTERS])
+        return token, key
+
+    @classmethod
+    def find(cls, key):
+        """The token whose key is ``key``, with its user, or None."""
+        return cls.objects.select_related("user").filter(key_digest=digest(key)).first()
+
+    def mark_used(self):
+        now = timezone.now()
+        if self.last_used_at is None or now - self.last_used_at >= LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now
