@@ -36,3 +36,11 @@ def chromium_page(monkeypatch, viewport):
 def pages_in(pdf):
     """The number of page objects in a PDF (``/Type /Page``, not ``/Pages``)."""
     return len(re.findall(rb"/Type\s*/Page[^s]", pdf))
+
+
+def sign_in(page, base_url, username, password, then):
+    """Fill in and send the sign-in form the page shows, then wait for ``then`` (a URL path)."""
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}{then}")

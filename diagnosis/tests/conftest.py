@@ -155,3 +155,12 @@ def reading_data(action="save", marks=None, impression="", **fields):
         **{name: value for name, value in chosen.items() if value is not None},
         **fields,
     }
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    """A page of a fresh headless Chromium at desktop size (browser tests only)."""
+    from diagnosis.tests.browser import chromium_page
+
+    with chromium_page(monkeypatch, {"width": 1280, "height": 900}) as page:
+        yield page

@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 
 from diagnosis.models import Patient
 from diagnosis.tests.api_fixtures import *  # noqa: F403 (rate counts in memory, not in files)
-from diagnosis.tests.browser import MARKS, chromium_page
+from diagnosis.tests.browser import MARKS, chromium_page, sign_in
 
 pytestmark = MARKS
 
@@ -20,10 +20,7 @@ def test_swagger_ui_runs_from_local_files_and_tries_the_api_with_the_session(liv
         page.on("request", lambda request: requested.append(request.url))
         page.on("pageerror", lambda error: errors.append(str(error)))
         page.goto(f"{live_server.url}/api/docs/")
-        page.fill("#id_username", "radiographer")
-        page.fill("#id_password", "a long local passphrase")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/api/docs/")
+        sign_in(page, live_server.url, "radiographer", "a long local passphrase", "/api/docs/")
 
         operation = page.locator("#operations-patients-patients_list")
         operation.wait_for(timeout=15000)

@@ -5,16 +5,10 @@ from django.contrib.auth import get_user_model
 
 from diagnosis.models import Patient, XRay, XRayStatus
 from diagnosis.registry import register_model_version
-from diagnosis.tests.browser import MARKS, chromium_page
+from diagnosis.tests.browser import MARKS, sign_in
 from diagnosis.tests.tiny_model import build_tiny_artefact
 
 pytestmark = MARKS
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    with chromium_page(monkeypatch, {"width": 1280, "height": 900}) as page:
-        yield page
 
 
 @pytest.mark.django_db(transaction=True)
@@ -27,10 +21,7 @@ def test_staff_sign_in_upload_and_see_the_diagnosis(live_server, browser_page, s
 
     page.goto(f"{live_server.url}/upload/")
     assert "/accounts/login/" in page.url
-    page.fill("#id_username", "radiographer")
-    page.fill("#id_password", "a long local passphrase")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/upload/")
+    sign_in(page, live_server.url, "radiographer", "a long local passphrase", "/upload/")
 
     assert page.get_attribute("#preview", "src").endswith("/static/img/placeholder.svg")
     page.select_option("#id_patient", label="Rosalind Franklin (E2E-1)")

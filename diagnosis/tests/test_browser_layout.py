@@ -9,7 +9,7 @@ from diagnosis.imaging import open_xray
 from diagnosis.models import Patient, XRayStatus
 from diagnosis.registry import register_model_version
 from diagnosis.scoring import score_xray, store_xray
-from diagnosis.tests.browser import MARKS, chromium_page
+from diagnosis.tests.browser import MARKS, chromium_page, sign_in
 from diagnosis.tests.factories import make_xray
 from diagnosis.tests.tiny_model import build_tiny_artefact
 
@@ -50,10 +50,7 @@ def test_no_page_scrolls_sideways_at_390_px(live_server, phone_page, sample_imag
     page = phone_page
 
     assert_no_sideways_scroll(page, f"{live_server.url}{reverse('login')}")
-    page.fill("#id_username", "radiographer")
-    page.fill("#id_password", "a long local passphrase")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server.url, "radiographer", "a long local passphrase", "/")
 
     for name, args in [
         ("diagnosis:worklist", []),

@@ -8,16 +8,10 @@ from diagnosis.imaging import open_xray
 from diagnosis.models import Patient, Reading
 from diagnosis.registry import register_model_version
 from diagnosis.scoring import score_xray, store_xray
-from diagnosis.tests.browser import MARKS, chromium_page, pages_in
+from diagnosis.tests.browser import MARKS, pages_in, sign_in
 from diagnosis.tests.tiny_model import build_tiny_artefact
 
 pytestmark = MARKS
-
-
-@pytest.fixture
-def browser_page(monkeypatch):
-    with chromium_page(monkeypatch, {"width": 1280, "height": 900}) as page:
-        yield page
 
 
 @pytest.mark.django_db(transaction=True)
@@ -32,10 +26,7 @@ def test_a_reader_marks_every_finding_and_signs_off(live_server, browser_page, r
     page = browser_page
 
     page.goto(f"{live_server.url}{xray.get_absolute_url()}")
-    page.fill("#id_username", "reader")
-    page.fill("#id_password", "correct horse battery")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}{xray.get_absolute_url()}")
+    sign_in(page, live_server.url, "reader", "correct horse battery", f"{xray.get_absolute_url()}")
 
     # Nothing is marked until the reader marks it, whatever the model scored.
     assert page.locator("#reading-form input[type=radio]:checked").count() == 0

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from diagnosis.findings import FINDINGS
 from diagnosis.models import Patient, Reading
-from diagnosis.tests.browser import MARKS, chromium_page, pages_in
+from diagnosis.tests.browser import MARKS, chromium_page, pages_in, sign_in
 from diagnosis.tests.factories import make_xray
 
 pytestmark = MARKS
@@ -42,10 +42,7 @@ def test_a_signed_off_report_prints_on_one_page_on_a4_and_letter(live_server, mo
 
     with chromium_page(monkeypatch, {"width": 1280, "height": 900}) as page:
         page.goto(f"{live_server.url}/xrays/{xray.pk}/report/")
-        page.fill("#id_username", "reader")
-        page.fill("#id_password", "a long local passphrase")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/xrays/{xray.pk}/report/")
+        sign_in(page, live_server.url, "reader", "a long local passphrase", f"/xrays/{xray.pk}/report/")
         page.wait_for_function("document.querySelector('.report-thumb img').naturalWidth > 0")
         # The Print button appears once its script has run.
         assert page.is_visible("#print-report")

@@ -9,7 +9,7 @@ from diagnosis.imaging import open_xray
 from diagnosis.models import Patient, XRayStatus
 from diagnosis.registry import register_model_version
 from diagnosis.scoring import score_xray, store_xray
-from diagnosis.tests.browser import MARKS, chromium_page
+from diagnosis.tests.browser import MARKS, chromium_page, sign_in
 from diagnosis.tests.tiny_model import build_tiny_artefact
 
 pytestmark = MARKS
@@ -38,10 +38,7 @@ def test_the_pages_scripts_run_under_the_policy(live_server, browser_page, sampl
     page = browser_page
 
     page.goto(f"{live_server.url}{reverse('login')}")
-    page.fill("#id_username", "radiographer")
-    page.fill("#id_password", "a long local passphrase")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server.url, "radiographer", "a long local passphrase", "/")
 
     # The result page: the heatmap script reads its json_script block and draws.
     page.goto(f"{live_server.url}{xray.get_absolute_url()}")
