@@ -1,5 +1,6 @@
 """The pages' forms validate API input; these turn their errors into the API's 400 answers."""
 
+import json
 from collections.abc import Mapping
 
 from django.forms.forms import NON_FIELD_ERRORS
@@ -25,7 +26,15 @@ def form_data(request):
     """The request's fields (JSON object, form or multipart) for binding a form."""
     if not isinstance(request.data, Mapping):
         raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [NOT_AN_OBJECT_MESSAGE]})
-    return request.data
+    if hasattr(request.data, "getlist"):  # form or multipart: strings and files already
+        return request.data
+    # JSON: the forms expect text, as a browser sends. Any other value is read as its JSON text
+    # (a number as its digits, a list as "[...]", which the field then refuses), and null as an
+    # empty field, so the form's own validation answers, never a 500.
+    return {
+        name: "" if value is None else value if isinstance(value, str) else json.dumps(value)
+        for name, value in request.data.items()
+    }
 
 
 @extend_schema(exclude=True)

@@ -5,6 +5,7 @@ import stat
 from pathlib import Path
 
 from django.conf import settings
+from django.http import JsonResponse
 from django.shortcuts import render
 
 
@@ -30,8 +31,16 @@ def client_description(username, ip_address, user_agent, path_info, request):
 
 
 def lockout_response(request, original_response=None, credentials=None):
-    """The page shown to a locked-out sign-in (429 Too Many Requests), on the site and in the admin."""
+    """The answer to a locked-out sign-in (429 Too Many Requests): a page on the site and in the admin,
+    JSON for the API's token requests."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    if request.path_info.startswith("/api/"):
+        # API clients read JSON, as every other API answer is.
+        return JsonResponse(
+            {"detail": f"Too many failed sign-ins: signing in is paused for {minutes} minutes after the last failure."},
+            status=429,
+            headers={"Retry-After": str(minutes * 60)},
+        )
     context = {"cooloff_minutes": minutes, "failure_limit": settings.AXES_FAILURE_LIMIT}
     return render(request, "registration/locked_out.html", context, status=429)
 

@@ -150,3 +150,13 @@ def test_listing_patients_through_the_api_is_audited_like_the_page(api, patient)
     assert response.status_code == 200
     event = AuditEvent.objects.get(object_type="patientlist")
     assert (event.action, event.object_id, event.patient, event.detail) == ("view", 0, None, "API; search 'Lovelace'; page 1")
+
+
+@pytest.mark.django_db
+def test_json_values_that_are_not_text_get_the_forms_messages_not_a_500(api):
+    response = api.post(
+        PATIENTS, {"mrn": 12, "name": ["Ada"], "sex": "F", "date_of_birth": 19901130}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["date_of_birth"] == ["Enter a valid date."]
+    assert not Patient.objects.exists()

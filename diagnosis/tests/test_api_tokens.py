@@ -143,3 +143,16 @@ def test_the_token_of_an_account_made_inactive_is_refused(api, staff):
     staff.is_active = False
     staff.save()
     assert api.get(PATIENTS).status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_locked_out_user_gets_a_json_429_from_the_token_endpoint(anonymous_api, staff, settings):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        anonymous_api.post(TOKENS, {"username": "nurse", "password": "wrong wrong wrong", "name": "RIS"})
+    response = anonymous_api.post(TOKENS, {"username": "nurse", "password": "correct horse battery", "name": "RIS"})
+    assert response.status_code == 429 and response["Content-Type"] == "application/json"
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    assert response.json() == {
+        "detail": f"Too many failed sign-ins: signing in is paused for {minutes} minutes after the last failure."
+    }
+    assert not ApiToken.objects.exists()
