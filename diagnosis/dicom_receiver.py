@@ -85,8 +85,9 @@ def receive(data, calling_ae):
             view_position=header.view_position,
             clinical_note=f"Received from DICOM AE {calling_ae}.",
         )
-    except IntegrityError:  # the same SOP Instance UID stored meanwhile by another association
-        logger.exception("Storing a DICOM object from %s failed", calling_ae)
+    except IntegrityError as exc:  # the same SOP Instance UID stored meanwhile by another association
+        # By class only: PostgreSQL's message quotes the clashing values (a record number, a UID).
+        logger.error("Storing a DICOM object from %s failed (%s)", calling_ae, type(exc).__name__)
         return _refuse(user, calling_ae, data, OUT_OF_RESOURCES, "The X-ray could not be stored.", header)
     status = score_xray(xray, image, screening)
     audit.record_dicom(user, calling_ae, outcome=f"stored as X-ray {xray.pk}, {status}", xray=xray, sop_instance_uid=header.sop_instance_uid)
@@ -111,7 +112,8 @@ def _refuse(user, calling_ae, data, status, message, header=None):
         patient_mrn=dicom_records.normalised_id(header) if header else "",
         sop_instance_uid=header.sop_instance_uid if header else "",
     )
-    logger.info("Refused a DICOM object from %s: %s", calling_ae, message)
+    # The message can name a patient (an object already stored): it goes to the audit trail only.
+    logger.info("Refused a DICOM object from %s (status 0x%04X); the reason is in the audit trail", calling_ae, status)
     return Received(status, message)
 
 

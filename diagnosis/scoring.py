@@ -11,6 +11,8 @@ import numpy as np
 from django.core.files.base import ContentFile
 from django.db import transaction
 
+from dispredo_site.observability import metrics
+
 from . import dicom_records
 from .artefact import ArtefactError
 from .findings import FINDINGS
@@ -92,14 +94,18 @@ def score_xray(xray, image=None, screening=None):
     try:
         predictor = predictor_for(version)
         if screening is not None and screening.version.pk == version.pk:
-            scores = predictor.predict(pixels=screening.pixels)
+            with metrics.SCORING_SECONDS.time():
+                scores = predictor.predict(pixels=screening.pixels)
         else:
             if image is None:
                 with xray.image.open("rb") as handle:
                     image = open_xray(handle.read())
-            scores = predictor.predict(image)
+            with metrics.SCORING_SECONDS.time():
+                scores = predictor.predict(image)
     except (ArtefactError, OSError, ValueError, RuntimeError) as exc:
-        logger.exception("Scoring X-ray %s with %s failed", xray.pk, version.name)
+        metrics.SCORING_FAILURES.inc()
+        # By class only (a missing file's error names its path); the reason is kept on the X-ray.
+        logger.error("Scoring X-ray %s with %s failed (%s)", xray.pk, version.name, type(exc).__name__)
         XRay.objects.filter(pk=xray.pk).update(status=XRayStatus.FAILED, error=str(exc)[:2000])
         xray.status, xray.error = XRayStatus.FAILED, str(exc)
         return xray.status

@@ -6,6 +6,8 @@ input guard, stores and scores the X-ray, and writes its audit events.
 
 from dataclasses import dataclass
 
+from dispredo_site.observability import metrics
+
 from . import audit
 from .models import AuditAction, XRay
 from .scoring import score_xray, screen, store_xray
@@ -27,13 +29,16 @@ def receive_upload(request, form):
     Returns ``Received``, or None when the upload is refused: the form then carries the errors
     (the guard's refusal as well, with ``form.offer_override`` set) and nothing is stored."""
     if not form.is_valid():
+        metrics.count_refused_upload(form)
         return None
     screening = screen(form.cleaned_data["image"][1])
     overridden = screening is not None and not screening.accepted
     if overridden and not form.cleaned_data["score_anyway"]:
         form.refuse_as_not_chest_xray()
+        metrics.count_refused_upload(form)
         return None
     xray = _store(request, form, overridden)
+    metrics.count_stored_upload()
     return Received(xray, score_xray(xray, form.cleaned_data["image"][1], screening))
 
 

@@ -211,7 +211,7 @@ def xray_image(request, pk):
     try:
         handle = xray.image.open("rb")
     except FileNotFoundError:
-        logger.error("The file of X-ray %s is missing: %s", xray.pk, xray.image.name)
+        logger.error("The file of X-ray %s is missing", xray.pk)  # no file name in a log line
         raise Http404("The image file of this X-ray is missing.") from None
     audit.record(request, AuditAction.VIEW, xray, detail="image")
     if xray.is_dicom:
@@ -220,7 +220,8 @@ def xray_image(request, pk):
                 response = HttpResponse(dicom_png(handle.read()), content_type="image/png")
             except InvalidImage as exc:
                 # Stored before a rule that now refuses it (e.g. the decode-size limit): kept, not shown.
-                logger.error("The DICOM file of X-ray %s cannot be rendered: %s", xray.pk, exc)
+                code = getattr(exc, "code", "invalid_image")
+                logger.error("The DICOM file of X-ray %s cannot be rendered (%s)", xray.pk, code)
                 raise Http404("The stored DICOM file of this X-ray cannot be shown.") from None
     else:
         response = FileResponse(handle, content_type=content_type)

@@ -313,3 +313,35 @@ SPECTACULAR_SETTINGS = {
 }
 
 LOGGING["loggers"]["api"] = {"handlers": ["console"], "level": "INFO"}
+
+# ---------------------------------------------------------------------------------------------
+# Health, metrics and request logs (issue 19, dispredo_site/observability/): /healthz, /metrics,
+# one JSON line per request with a request id, and every log line in JSON with that id.
+# ---------------------------------------------------------------------------------------------
+
+# First: times and logs every request (static files and early refusals too), under its request id.
+MIDDLEWARE.insert(0, "dispredo_site.observability.middleware.RequestLogMiddleware")
+
+# /metrics answers a bearer of this token (from anywhere), or a request from this machine when not
+# behind the proxy. Empty: loopback only.
+DISPREDO_METRICS_TOKEN = env_str("DISPREDO_METRICS_TOKEN", "").strip()
+if DISPREDO_METRICS_TOKEN and len(DISPREDO_METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured(
+        "DISPREDO_METRICS_TOKEN must be at least 16 characters; make one with "
+        "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'."
+    )
+# A load balancer or Prometheus reaching gunicorn directly speaks plain HTTP: not redirected to HTTPS.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
+
+# Every line JSON, with the request id where there is one: the app's loggers above write through the
+# root logger's console handler (once each, not also through their own), like any library's warnings.
+LOGGING["formatters"] = {"json": {"()": "dispredo_site.observability.logs.JsonFormatter"}}
+LOGGING["filters"] = {"request_id": {"()": "dispredo_site.observability.logs.RequestIdFilter"}}
+LOGGING["handlers"]["console"].update(formatter="json", filters=["request_id"])
+for _logger in LOGGING["loggers"].values():
+    if _logger.get("propagate", True):
+        _logger.pop("handlers", None)
+LOGGING["root"] = {"handlers": ["console"], "level": "WARNING"}
+# The request lines (dispredo.requests) and the health checks' reasons (dispredo_site.observability).
+LOGGING["loggers"]["dispredo"] = {"level": "INFO"}
+LOGGING["loggers"]["dispredo_site"] = {"level": "INFO"}
