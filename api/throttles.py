@@ -11,7 +11,7 @@ class _SettingsRateThrottle(SimpleRateThrottle):
 
     @property
     def cache(self):
-        # Shared by the web workers of a host (see DISPREDO_API_THROTTLE_CACHE in settings).
+        # In the database: shared by every worker of every server (see DISPREDO_API_THROTTLE_CACHE in settings).
         return caches[settings.DISPREDO_API_THROTTLE_CACHE]
 
     def get_rate(self):

@@ -3,16 +3,23 @@
     .venv/bin/python bench/load.py                          # 8, then 32 clients, 20 s each
     .venv/bin/python bench/load.py --clients 2 4 --seconds 5
     .venv/bin/python bench/load.py --workers 4 --threads 2 --json out.json
+    .venv/bin/python bench/load.py --database postgres --servers 2   # two servers, one PostgreSQL
 
 What it does:
 
 1. Makes a fresh data directory (SQLite database, uploads) in a temporary folder and runs
    ``manage.py setup`` there with ``DISPREDO_ADMIN_PASSWORD`` set, so a known staff account exists.
+   With ``--database postgres`` the database is instead a throw-away PostgreSQL cluster
+   (bench/_postgres.py: initdb and pg_ctl in a temporary folder, on a free 127.0.0.1 port).
    The shipped model in models/default registers itself; without one a tiny test model is
    registered instead (and the output says so), or the artefact given with ``--artefact``.
-2. Starts gunicorn on 127.0.0.1 on a free port (default 2 workers x 4 threads, as bin/start).
+2. Starts ``--servers`` gunicorn instances (default 1) on 127.0.0.1, each on a free port (default
+   2 workers x 4 threads, as bin/start), all on the same database and the same upload folder.
 3. Signs in one session per client (GET the login page, POST it with its CSRF token) and
-   registers a patient (POST /patients/new/).
+   registers a patient (POST /patients/new/). With several servers, client i signs in on server
+   i and sends its k-th upload to server i + k, and loads the result page (and, with
+   ``--fetch-images``, the image) from the next one: every request after the first depends on a
+   session and files another server wrote.
 4. For each client count: that many threads, each with its own session, upload real NIH X-rays
    (64, 256 and 1024 px in turn) to /upload/ and load the result page they are redirected to,
    for ``--seconds`` or ``--max-uploads``, whichever comes first. Prints uploads/s, latency
@@ -20,10 +27,12 @@ What it does:
 5. Reads the memory of the gunicorn workers, stops gunicorn (SIGTERM, then waits), and checks
    the database: every accepted upload (each redirect to /xrays/<id>/) has its row with the
    uploaded file's SHA-256, its file on disk with that content, status done and exactly 14
-   predictions, one per finding; no id was given to two uploads. Server-side tracebacks are printed.
+   predictions, one per finding; no id was given to two uploads; rows = files = accepted uploads.
+   Server-side tracebacks are printed.
 
 Exit status: 0 when all is well, 1 when the database check fails (or the server could not be
-run), 2 when the check passes but some requests failed.
+run), 2 when the check passes but some requests failed (rows or files without an accepted upload
+are then only noted: a request can fail after storing).
 
 Only 127.0.0.1 is ever contacted. Nothing is written into the repository; ``--keep`` keeps the
 temporary folder (database, uploads, server log) for inspection.
@@ -167,13 +176,28 @@ def parse_args(argv=None):
         help="register and activate this model artefact (default: the shipped models/default, "
         "else the tiny test model)",
     )
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--port", type=int, default=0, help="the first server's port on 127.0.0.1 (default: a free one)")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="sqlite (default: a file in the data folder) or postgres (a throw-away cluster on a free port)",
+    )
+    parser.add_argument(
+        "--servers", type=int, default=1, help="gunicorn instances sharing the database and upload folder (default 1)"
+    )
+    parser.add_argument(
+        "--fetch-images",
+        action="store_true",
+        help="after each result page, also GET the image (from the server that showed the page) and compare "
+        "it with the upload; not timed",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder and server log")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.clients):
         parser.error("--clients must be at least 1")
-    for name in ("workers", "threads", "max_uploads", "images"):
+    for name in ("workers", "threads", "max_uploads", "images", "servers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.seconds <= 0:
@@ -194,17 +218,25 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 class Client:
-    """One browser-like user: its own cookies (session, CSRF), talking only to 127.0.0.1."""
+    """One browser-like user: its own cookies (session, CSRF), talking only to 127.0.0.1.
 
-    def __init__(self, port):
-        self.base = f"http://{HOST}:{port}"
+    With several servers (``ports``) it sends each request to the one it is told (``server``: an index,
+    default its ``home``); cookies ignore the port, so one session serves them all, as behind a load
+    balancer."""
+
+    def __init__(self, ports, home=0):
+        ports = [ports] if isinstance(ports, int) else list(ports)
+        self.bases = [f"http://{HOST}:{port}" for port in ports]
+        self.home = home % len(self.bases)
+        self.sent = 0  # uploads sent so far, to spread the next ones over the servers
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
 
-    def request(self, method, path, body=None, content_type=None):
+    def request(self, method, path, body=None, content_type=None, server=None):
         """(status, headers, body bytes); HTTP errors and redirects are returned, not raised."""
         headers = {"Content-Type": content_type} if content_type else {}
-        req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers)
+        base = self.bases[self.home if server is None else server % len(self.bases)]
+        req = urllib.request.Request(base + path, data=body, method=method, headers=headers)
         try:
             with self.opener.open(req, timeout=REQUEST_TIMEOUT_S) as response:
                 return response.status, response.headers, response.read()
@@ -262,16 +294,23 @@ def multipart(fields, files):
 # --- one upload -------------------------------------------------------------------------------------
 
 
-def upload_once(client, patient_id, sample):
-    """Upload ``sample`` and load its result page; a result dict (ok, seconds, xray_id or error)."""
+def upload_once(client, patient_id, sample, fetch_image=False, server=None):
+    """Upload ``sample`` and load its result page; a result dict (ok, seconds, xray_id or error).
+
+    The upload goes to ``server`` (default: the client's next one in turn), the result page and
+    image to the server after it; with one server that is the same one."""
+    if server is None:
+        server = client.home + client.sent
+    client.sent += 1
+    upload_server, page_server = server % len(client.bases), (server + 1) % len(client.bases)
     body, content_type = multipart(
         {"csrfmiddlewaretoken": client.csrf_token(), "patient": patient_id, "view_position": "", "clinical_note": ""},
         {"image": (sample["name"], sample["data"], "image/png")},
     )
-    result = {"size": sample["size"], "sha256": sample["sha256"], "ok": False}
+    result = {"size": sample["size"], "sha256": sample["sha256"], "ok": False, "server": upload_server}
     started = time.perf_counter()
     try:
-        status, headers, page = client.request("POST", "/upload/", body, content_type)
+        status, headers, page = client.request("POST", "/upload/", body, content_type, server=upload_server)
         location = urllib.parse.urlsplit(headers.get("Location") or "").path
         match = XRAY_LOCATION.match(location) if status == 302 else None
         if not match:
@@ -281,7 +320,7 @@ def upload_once(client, patient_id, sample):
             return result
         # The server has accepted and stored the X-ray: the database check expects it from here on.
         result["xray_id"] = int(match.group(1))
-        status, _, page = client.request("GET", location)
+        status, _, page = client.request("GET", location, server=page_server)
         result["seconds"] = time.perf_counter() - started
         rows = page.count(b'data-finding="')
         if status != 200:
@@ -290,13 +329,21 @@ def upload_once(client, patient_id, sample):
             result["error"] = f"result page shows {rows} findings, not {FINDINGS_COUNT}"
         else:
             result["ok"] = True
+        if result["ok"] and fetch_image:
+            status, _, image = client.request("GET", f"{location}image/", server=page_server)
+            if status != 200:
+                result.update(ok=False, error=f"image: HTTP {status}")
+            elif hashlib.sha256(image).hexdigest() != sample["sha256"]:
+                result.update(ok=False, error="image served differs from the upload")
+            else:
+                result["image_checked"] = True
     except (OSError, urllib.error.URLError, http.client.HTTPException) as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
     result.setdefault("seconds", time.perf_counter() - started)
     return result
 
 
-def run_level(clients, patient_id, samples, seconds, max_uploads, offset):
+def run_level(clients, patient_id, samples, seconds, max_uploads, offset, fetch_images=False):
     """Each client in its own thread uploads until the time or the count runs out; (results, wall s)."""
     lock = threading.Lock()
     taken = [0]
@@ -312,7 +359,7 @@ def run_level(clients, patient_id, samples, seconds, max_uploads, offset):
 
     def work(client):
         while (sample := take()) is not None:
-            result = upload_once(client, patient_id, sample)
+            result = upload_once(client, patient_id, sample, fetch_images)
             with lock:
                 results.append(result)
 
@@ -340,6 +387,9 @@ def level_figures(clients, results, wall, client_cpu):
         "uploads_per_s": round(len(ok) / wall, 2) if wall else None,
         "latency": summary_ms([r["seconds"] for r in ok]),
         "latency_by_size": {},
+        # Accepted uploads by the server that took them (index from 0).
+        "accepted_by_server": dict(sorted(collections.Counter(r["server"] for r in results if "xray_id" in r).items())),
+        "images_checked": sum(1 for r in results if r.get("image_checked")),
     }
     for size in sorted({r["size"] for r in ok}):
         figures["latency_by_size"][str(size)] = summary_ms([r["seconds"] for r in ok if r["size"] == size])
@@ -356,11 +406,14 @@ def free_port():
 
 
 class Server:
-    """gunicorn serving the app from ``data_dir``; stopped cleanly by ``stop()``."""
+    """gunicorn serving the app from ``data_dir``; stopped cleanly by ``stop()``. ``number`` (from 1)
+    names its logs when there are several (server-2.log, access-2.log)."""
 
-    def __init__(self, args, env, data_dir):
-        self.port = args.port or free_port()
-        self.log_path = Path(data_dir) / "server.log"
+    def __init__(self, args, env, data_dir, number=1, port=0):
+        self.number = number
+        self.port = port or free_port()
+        suffix = "" if args.servers == 1 else f"-{number}"
+        self.log_path = Path(data_dir) / f"server{suffix}.log"
         self.command = [
             PYTHON,
             "-m",
@@ -379,7 +432,7 @@ class Server:
             "--graceful-timeout",
             "30",
             "--access-logfile",
-            str(Path(data_dir) / "access.log"),
+            str(Path(data_dir) / f"access{suffix}.log"),
             # The request's time in the worker (ms), to tell server time from queueing.
             "--access-logformat",
             '%(t)s "%(r)s" %(s)s %(b)s %(M)s',
@@ -388,7 +441,9 @@ class Server:
             # gunicorn 25+ otherwise opens ~/.gunicorn/gunicorn.ctl, shared by every gunicorn of the user.
             "--no-control-socket",
         ]
-        self.access_log = Path(data_dir) / "access.log"
+        self.access_log = Path(data_dir) / f"access{suffix}.log"
+        # gunicorn's process title, so that two servers' processes can be told apart in ps.
+        self.command += ["--name", f"dispredo-bench-{number}"]
         self.env = env
         self.process = None
 
@@ -439,22 +494,22 @@ class Server:
         except OSError:
             return 0
 
-    def server_times(self, start, end):
-        """Time spent in the workers (ms) by request kind, from the access log between two offsets."""
+    def request_times(self, start, end, times):
+        """Add the time spent in the workers (s) by request kind, from the access log between two
+        offsets, to ``times`` ({kind: [seconds]})."""
         try:
             with open(self.access_log, "rb") as handle:
                 handle.seek(start)
                 text = handle.read(end - start).decode(errors="replace")
         except OSError:
-            return {}
-        times = collections.defaultdict(list)
+            return times
         for line in text.splitlines():
             match = ACCESS_LINE.search(line)
             if match:
                 method, path, status, ms = match.groups()
                 kind = f"{method} {NUMBER_IN_PATH.sub('/<id>/', path)} {status}"
                 times[kind].append(int(ms) / 1000.0)
-        return {kind: summary_ms(values) for kind, values in sorted(times.items())}
+        return times
 
     def log_tail(self, lines=30):
         try:
@@ -486,8 +541,9 @@ class Server:
 # --- setup and the database check --------------------------------------------------------------------
 
 
-def prepare(args, data_dir, password):
-    """A fresh database with the staff account and an active model; returns (env, model description)."""
+def prepare(args, data_dir, password, database_url=None):
+    """A fresh database (SQLite in ``data_dir``, or ``database_url``) with the staff account and an
+    active model; returns (env, model description)."""
     extra = {
         "DISPREDO_SECRET_KEY": secrets.token_urlsafe(50),
         "DISPREDO_ALLOWED_HOSTS": f"{HOST},localhost",
@@ -497,8 +553,11 @@ def prepare(args, data_dir, password):
     }
     if args.inference_threads:
         extra["DISPREDO_INFERENCE_THREADS"] = args.inference_threads
+    if database_url:
+        extra["DATABASE_URL"] = database_url
     env = django_env(data_dir, **extra)
-    for name in ("DISPREDO_ADMIN_USERNAME", "DISPREDO_ADMIN_PASSWORD", "DISPREDO_BIND"):
+    # DISPREDO_STORAGE too: the files go to the data folder's media, where the check reads them.
+    for name in ("DISPREDO_ADMIN_USERNAME", "DISPREDO_ADMIN_PASSWORD", "DISPREDO_BIND", "DISPREDO_STORAGE"):
         env.pop(name, None)
     setup_env = dict(env, DISPREDO_ADMIN_USERNAME=USERNAME, DISPREDO_ADMIN_PASSWORD=password)
     done = subprocess.run(
@@ -537,24 +596,33 @@ def prepare(args, data_dir, password):
     return env, model
 
 
-def check_database(data_dir, accepted):
-    """Every accepted upload stored once, with its file and 14 predictions. Returns (ok, lines, figures)."""
-    db_path = Path(data_dir) / "dispredo.sqlite3"
-    media = Path(data_dir) / "media"
-    db = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+def _stored_rows(data_dir, cluster):
+    """(X-ray rows {id: {image, sha256, status}}, {xray id: (predictions, distinct findings)})."""
+    if cluster is not None:
+        db = cluster.connect()
+    else:
+        db = sqlite3.connect(f"file:{Path(data_dir) / 'dispredo.sqlite3'}?mode=ro", uri=True)
     try:
         rows = {
             pk: {"image": image, "sha256": sha, "status": status}
-            for pk, image, sha, status in db.execute("SELECT id, image, sha256, status FROM diagnosis_xray")
+            for pk, image, sha, status in db.execute("SELECT id, image, sha256, status FROM diagnosis_xray").fetchall()
         }
         predictions = {
             pk: (count, distinct)
             for pk, count, distinct in db.execute(
                 "SELECT xray_id, COUNT(*), COUNT(DISTINCT finding) FROM diagnosis_prediction GROUP BY xray_id"
-            )
+            ).fetchall()
         }
     finally:
         db.close()
+    return rows, predictions
+
+
+def check_database(data_dir, accepted, cluster=None, requests_failed=False):
+    """Every accepted upload stored once, with its file and 14 predictions, and rows = files = accepted
+    (unless ``requests_failed``: a request may fail after storing). Returns (ok, lines, figures)."""
+    media = Path(data_dir) / "media"
+    rows, predictions = _stored_rows(data_dir, cluster)
 
     problems = collections.Counter()
     examples = {}
@@ -589,12 +657,17 @@ def check_database(data_dir, accepted):
     unacknowledged = sorted(set(rows) - set(ids))
     stored_files = {str(p.relative_to(media)) for p in media.rglob("*") if p.is_file()} if media.is_dir() else set()
     orphans = sorted(stored_files - {r["image"] for r in rows.values()})
+    equal = len(ids) == len(rows) == len(stored_files)
+    if not equal and not requests_failed:
+        problem("rows, files and accepted uploads differ with no request failed", f"{len(unacknowledged)} rows, "
+                f"{len(orphans)} files without an accepted upload")
 
     ok = not problems
     lines = [
         f"Database check: {len(ids)} accepted uploads, {len(rows)} X-ray rows, "
         f"{sum(c for c, _ in predictions.values())} predictions, {len(stored_files)} files on disk: "
-        + ("PASS (none lost, none duplicated)" if ok else "FAIL")
+        + ("PASS (none lost, none duplicated)" if ok else "FAIL"),
+        f"  rows = files = accepted uploads: {len(rows)} = {len(stored_files)} = {len(ids)}: {'yes' if equal else 'NO'}",
     ]
     for kind, count in problems.items():
         lines.append(f"  FAIL {kind}: {count} (e.g. {examples[kind]})")
@@ -610,6 +683,8 @@ def check_database(data_dir, accepted):
         "pass": ok,
         "accepted": len(ids),
         "rows": len(rows),
+        "files": len(stored_files),
+        "rows_equal_files_equal_accepted": equal,
         "problems": dict(problems),
         "examples": examples,
         "unacknowledged_rows": unacknowledged,
@@ -635,8 +710,9 @@ def load_samples(args):
     return [by_size[s][i % len(by_size[s])] for i in range(longest) for s in args.sizes]
 
 
-def sign_in_all(port, count, password):
-    clients = [Client(port) for _ in range(count)]
+def sign_in_all(ports, count, password):
+    """``count`` signed-in clients; client i's home (where it signs in) is server i."""
+    clients = [Client(ports, home=i) for i in range(count)]
     errors = []
 
     def sign_in(client):
@@ -719,65 +795,114 @@ def print_levels(levels):
             print(f"  {f['clients']} clients: {count} x {kind}")
 
 
+def start_database(args):
+    """The throw-away PostgreSQL cluster for ``--database postgres`` (started), else None."""
+    if args.database != "postgres":
+        return None
+    from _postgres import Cluster
+
+    cluster = Cluster()
+    print(f"Starting a throw-away {cluster.version} cluster on {HOST}:{cluster.port} ...", flush=True)
+    try:
+        return cluster.start()
+    except BaseException:
+        cluster.stop()
+        raise
+
+
+def print_servers(levels):
+    for f in levels:
+        spread = ", ".join(f"server {i + 1}: {n}" for i, n in f["accepted_by_server"].items())
+        checked = f"; images served back and identical: {f['images_checked']}" if f["images_checked"] else ""
+        print(f"{f['clients']} clients: accepted uploads by server: {spread}{checked}")
+
+
 def run(args):
     info = machine()
     print(machine_line(info), flush=True)
     samples = load_samples(args)
     data_dir = tempfile.mkdtemp(prefix="dispredo-load-")
     password = secrets.token_urlsafe(16)
-    server = None
+    servers, cluster = [], None
     figures = {"machine_at_start": info, "args": vars(args), "data_dir": data_dir}
     exit_status = 0
     try:
+        cluster = start_database(args)
+        figures["database"] = cluster.version if cluster else "SQLite (WAL), file in the data folder"
         print(f"Fresh data directory {data_dir}: manage.py setup ...", flush=True)
-        env, model = prepare(args, data_dir, password)
+        env, model = prepare(args, data_dir, password, cluster.url if cluster else None)
         figures["model"] = model
-        server = Server(args, env, data_dir)
-        print(
-            f"Starting gunicorn on http://{HOST}:{server.port}/ ({args.workers} workers x {args.threads} threads), "
-            f"model {model} ...",
-            flush=True,
-        )
-        server.start()
+        servers = [
+            Server(args, env, data_dir, number, args.port if number == 1 else 0) for number in range(1, args.servers + 1)
+        ]
+        for server in servers:
+            print(
+                f"Starting gunicorn {server.number} on http://{HOST}:{server.port}/ ({args.workers} workers x "
+                f"{args.threads} threads), model {model} ...",
+                flush=True,
+            )
+            server.start()
         count = max(args.clients)
         print(f"Signing in {count} clients (one session each) ...", flush=True)
-        clients = sign_in_all(server.port, count, password)
+        clients = sign_in_all([server.port for server in servers], count, password)
         patient_id = create_patient(clients[0])
-        # Untimed uploads first: each worker loads the model on its first request. They are
-        # accepted uploads like any other, so the database check covers them too.
-        warmup = [upload_once(client, patient_id, samples[0]) for client in clients[: args.workers * 2]]
+        # Untimed uploads first: each worker of each server loads the model on its first request. They
+        # are accepted uploads like any other, so the database check covers them too.
+        warmup = [
+            upload_once(client, patient_id, samples[0], args.fetch_images, server=number)
+            for number in range(len(servers))
+            for client in clients[: args.workers * 2]
+        ]
         levels, accepted, offset = [], [r for r in warmup if "xray_id" in r], 0
+        failed = sum(1 for r in warmup if not r["ok"])
         for n in args.clients:
             print(f"{n} clients for {args.seconds:g} s (at most {args.max_uploads} uploads) ...", flush=True)
-            log_start = server.access_offset()
-            results, wall, cpu = run_level(clients[:n], patient_id, samples, args.seconds, args.max_uploads, offset)
+            log_starts = [server.access_offset() for server in servers]
+            results, wall, cpu = run_level(
+                clients[:n], patient_id, samples, args.seconds, args.max_uploads, offset, args.fetch_images
+            )
             offset += len(results)
             accepted += [r for r in results if "xray_id" in r]
             levels.append(level_figures(n, results, wall, cpu))
-            levels[-1]["server_ms"] = server.server_times(log_start, server.access_offset())
+            times = collections.defaultdict(list)
+            for server, start in zip(servers, log_starts):
+                server.request_times(start, server.access_offset(), times)
+            levels[-1]["server_ms"] = {kind: summary_ms(values) for kind, values in sorted(times.items())}
         figures["levels"] = levels
-        figures["server_memory_mb"] = server.worker_memory()
-        figures["server_exit"] = server.stop()
+        figures["server_memory_mb"] = {}
+        for server in servers:
+            prefix = f"server {server.number} " if len(servers) > 1 else ""
+            figures["server_memory_mb"].update(
+                {prefix + name: m for name, m in server.worker_memory().items()}
+            )
+        figures["server_exit"] = [server.stop() for server in servers]
         print()
-        print(f"Model: {model}; gunicorn {args.workers} workers x {args.threads} threads; uploads of {args.sizes} px")
+        print(
+            f"Model: {model}; database: {figures['database']}; {len(servers)} server(s) of gunicorn "
+            f"{args.workers} workers x {args.threads} threads, one upload folder; uploads of {args.sizes} px"
+        )
         print_levels(levels)
+        if len(servers) > 1 or args.fetch_images:
+            print_servers(levels)
         print()
         mem_rows = [[name, m["rss_mb"], m["peak_rss_mb"]] for name, m in figures["server_memory_mb"].items() if m]
         if mem_rows:
             print(table(mem_rows, ["gunicorn process", "RSS MB", "peak MB"]))
-        print(f"gunicorn stopped: exit status {figures['server_exit']}")
-        ok, lines, check = check_database(data_dir, accepted)
+        print(f"gunicorn stopped: exit status {', '.join(str(e) for e in figures['server_exit'])}")
+        errors = failed + sum(f["errors"] for f in levels)
+        ok, lines, check = check_database(data_dir, accepted, cluster, requests_failed=bool(errors))
         figures["database_check"] = check
         print("\n".join(lines))
-        tracebacks = server.tracebacks()
-        figures["server_errors"] = {k: c for k, (c, _) in tracebacks.items()}
-        if tracebacks:
-            print(f"\nServer log ({server.log_path}): {sum(c for c, _ in tracebacks.values())} errors")
-            for key, (n, text) in tracebacks.items():
-                print(f"--- {n} x {key}\n{text[-4000:]}")
-        else:
-            print("Server log: no errors or tracebacks.")
-        errors = sum(f["errors"] for f in levels)
+        figures["server_errors"] = {}
+        for server in servers:
+            tracebacks = server.tracebacks()
+            figures["server_errors"].update({f"{server.number}: {k}": c for k, (c, _) in tracebacks.items()})
+            if tracebacks:
+                print(f"\nServer log ({server.log_path}): {sum(c for c, _ in tracebacks.values())} errors")
+                for key, (n, text) in tracebacks.items():
+                    print(f"--- {n} x {key}\n{text[-4000:]}")
+        if not figures["server_errors"]:
+            print("Server logs: no errors or tracebacks.")
         exit_status = 0 if ok and not errors else (1 if not ok else 2)
     except BenchError as exc:
         print(f"bench/load.py: {exc}", file=sys.stderr)
@@ -786,15 +911,18 @@ def run(args):
         print("\nInterrupted: stopping gunicorn ...", file=sys.stderr)
         exit_status = 130
     finally:
-        if server is not None:
+        for server in servers:
             server.stop()
+        if cluster is not None:
+            cluster.stop()
         figures["machine_at_end"] = machine()
         print(f"Load average at the end: {figures['machine_at_end']['load_average_1_5_15']}")
         if args.json:
             Path(args.json).write_text(json.dumps(figures, indent=2, sort_keys=True, default=str))
             print(f"Figures written to {args.json}")
         if args.keep:
-            print(f"Kept {data_dir} (database, media, server.log, access.log)")
+            kept = "media, server and access logs" + ("" if cluster else ", database")
+            print(f"Kept {data_dir} ({kept}; a PostgreSQL cluster is always removed)")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
     return exit_status

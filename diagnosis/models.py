@@ -4,7 +4,6 @@ import uuid
 from pathlib import PurePosixPath
 
 from django.conf import settings
-from django.core.files.storage import FileSystemStorage
 from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.functions import Coalesce
@@ -12,17 +11,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .findings import DISPLAY_NAMES, FINDINGS
-
-
-class PrivateStorage(FileSystemStorage):
-    """X-rays live under MEDIA_ROOT and have no URL: only the image view, which checks the user, sends them."""
-
-    def url(self, name):
-        raise ValueError("X-ray files are private and have no public URL.")
+from .storage import xray_storage
 
 
 def private_storage():
-    return PrivateStorage()
+    """The X-ray files' storage, ``STORAGES["xrays"]`` (diagnosis.storage): the local private folder
+    or a shared bucket, neither with a URL. The migrations name this callable, so it stays."""
+    return xray_storage
 
 
 def xray_upload_to(instance, filename):

@@ -151,3 +151,78 @@ def print_bind_warning():
     warning = bind_warning(env_str("DISPREDO_BIND", "127.0.0.1:8000"), env_bool("DISPREDO_BEHIND_PROXY"))
     if warning:
         print(warning, file=sys.stderr)
+
+
+# ---- X-ray file storage (issue 19): STORAGES["xrays"] --------------------------------------------
+
+_S3_ACLS = {"private": "private", "bucket-owner-full-control": "bucket-owner-full-control", "none": None}
+_S3_ENCRYPTIONS = {"none": None, "aes256": "AES256", "aws:kms": "aws:kms"}
+_S3_ADDRESSING = ("auto", "path", "virtual")
+
+
+def _choice(name, default, allowed):
+    raw = os.environ.get(name)
+    value = (raw or "").strip().lower() or default
+    if value not in allowed:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(allowed)}, not {raw!r}.")
+    return value
+
+
+def xray_storage():
+    """The STORAGES entry for X-ray files: the private local folder, or an S3-compatible bucket.
+
+    DISPREDO_STORAGE=local (default) keeps them under MEDIA_ROOT. DISPREDO_STORAGE=s3 puts them in
+    DISPREDO_S3_BUCKET (under DISPREDO_S3_PREFIX) at DISPREDO_S3_ENDPOINT_URL (empty: AWS) in
+    DISPREDO_S3_REGION, with DISPREDO_S3_ACCESS_KEY_ID / DISPREDO_S3_SECRET_ACCESS_KEY, else the
+    standard AWS variables and credential chain. Objects get a private ACL (DISPREDO_S3_ACL) and,
+    with DISPREDO_S3_ENCRYPTION, server-side encryption. No URL is ever handed out.
+    """
+    kind = _choice("DISPREDO_STORAGE", "local", ("local", "s3"))
+    if kind == "local":
+        return {"BACKEND": "diagnosis.storage.PrivateFileSystemStorage"}
+    bucket = env_str("DISPREDO_S3_BUCKET").strip()
+    if not bucket:
+        raise ImproperlyConfigured("DISPREDO_STORAGE=s3 needs DISPREDO_S3_BUCKET, the name of the bucket for X-ray files.")
+    endpoint = env_str("DISPREDO_S3_ENDPOINT_URL").strip()
+    if endpoint:
+        parsed = urlparse(endpoint)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ImproperlyConfigured(
+                f"DISPREDO_S3_ENDPOINT_URL must look like https://s3.clinic.example:9000, not {endpoint!r}."
+            )
+    key_id = env_str("DISPREDO_S3_ACCESS_KEY_ID").strip()
+    secret = env_str("DISPREDO_S3_SECRET_ACCESS_KEY").strip()
+    if bool(key_id) != bool(secret):
+        raise ImproperlyConfigured(
+            "Set both DISPREDO_S3_ACCESS_KEY_ID and DISPREDO_S3_SECRET_ACCESS_KEY, or neither "
+            "(then AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS credential chain are used)."
+        )
+    acl = _S3_ACLS[_choice("DISPREDO_S3_ACL", "private", tuple(_S3_ACLS))]
+    encryption = _S3_ENCRYPTIONS[_choice("DISPREDO_S3_ENCRYPTION", "none", tuple(_S3_ENCRYPTIONS))]
+    kms_key = env_str("DISPREDO_S3_KMS_KEY_ID").strip()
+    if kms_key and encryption != "aws:kms":
+        raise ImproperlyConfigured("DISPREDO_S3_KMS_KEY_ID needs DISPREDO_S3_ENCRYPTION=aws:kms.")
+    parameters = {}
+    if encryption:
+        parameters["ServerSideEncryption"] = encryption
+    if kms_key:
+        parameters["SSEKMSKeyId"] = kms_key
+    # A MinIO or Ceph endpoint seldom has a DNS name per bucket: path style unless told otherwise.
+    addressing = _choice("DISPREDO_S3_ADDRESSING_STYLE", "path" if endpoint else "auto", _S3_ADDRESSING)
+    options = {
+        "bucket_name": bucket,
+        "location": env_str("DISPREDO_S3_PREFIX").strip().strip("/"),
+        "endpoint_url": endpoint or None,
+        "region_name": env_str("DISPREDO_S3_REGION").strip() or None,
+        "addressing_style": None if addressing == "auto" else addressing,
+        "default_acl": acl,
+        "object_parameters": parameters,
+        # Never replace a stored X-ray (names are random; this makes a clash impossible, not unlikely).
+        "file_overwrite": False,
+        # Signed even if a URL were ever made (url() refuses anyway), and never on a custom domain.
+        "querystring_auth": True,
+        "custom_domain": None,
+    }
+    if key_id:
+        options.update(access_key=key_id, secret_key=secret)
+    return {"BACKEND": "diagnosis.s3_storage.PrivateS3Storage", "OPTIONS": options}

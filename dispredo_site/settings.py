@@ -9,7 +9,7 @@ from pathlib import Path
 
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
-from .env import database, env_bool, env_float, env_int, env_list, env_path, env_str, secret_key
+from .env import database, env_bool, env_float, env_int, env_list, env_path, env_str, secret_key, xray_storage
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -122,13 +122,16 @@ STATIC_ROOT = env_path("DISPREDO_STATIC_ROOT", BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+    # X-ray files (XRay.image, through diagnosis.storage): the private folder below by default, or an
+    # S3-compatible bucket every server shares (DISPREDO_STORAGE=s3; README "File storage").
+    "xrays": xray_storage(),
 }
 # Serve straight from the app folders, so the start command needs no collectstatic step.
 WHITENOISE_USE_FINDERS = True
 
 # Uploaded X-rays: a private folder with no URL; images are served only by a view that checks the user.
 MEDIA_ROOT = env_path("DISPREDO_MEDIA_ROOT", DATA_DIR / "media")
-# No URL pattern serves MEDIA_URL, and PrivateStorage.url() refuses: the value is only a placeholder.
+# No URL pattern serves MEDIA_URL, and the X-ray storages' url() refuses: the value is only a placeholder.
 MEDIA_URL = "/media/"
 FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
@@ -266,14 +269,15 @@ DISPREDO_API_REQUEST_RATE = _api_rate("DISPREDO_API_REQUEST_RATE", "120/min")
 DISPREDO_API_UPLOAD_RATE = _api_rate("DISPREDO_API_UPLOAD_RATE", "20/min")
 # Token requests with a password, per address.
 DISPREDO_API_SIGN_IN_RATE = _api_rate("DISPREDO_API_SIGN_IN_RATE", "10/min")
-# Rate counts live in files shared by all web workers of the host (a per-process memory cache
-# would let each worker allow the full rate).
+# Rate counts live in the database, shared by every web worker of every server (a per-process memory
+# cache would let each worker allow the full rate, files under DATA_DIR each host). `manage.py setup`
+# creates the table (createcachetable).
 DISPREDO_API_THROTTLE_CACHE = "api_throttle"
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     DISPREDO_API_THROTTLE_CACHE: {
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": DATA_DIR / "cache" / "api-throttle",
+        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+        "LOCATION": "dispredo_api_throttle",
     },
 }
 

@@ -10,19 +10,23 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from diagnosis import storage
 from diagnosis.registry import install_default_model
 from dispredo_site.security import make_private_file, make_private_folder
 
 
 class Command(BaseCommand):
     help = (
-        "Prepare a Dispredo installation: make its data folder private, apply migrations, register the "
-        "shipped default model and, on the first run, create the first staff account. Safe to run on every start."
+        "Prepare a Dispredo installation: make its data folder private, apply migrations, create the cache "
+        "table, register the shipped default model and, on the first run, create the first staff account. "
+        "Safe to run on every start."
     )
 
     def handle(self, *args, verbosity=1, **options):
         self.make_data_private(verbosity)
         call_command("migrate", interactive=False, verbosity=max(verbosity - 1, 0))
+        # The database cache tables (the API's rate counts, shared by every server); existing ones are kept.
+        call_command("createcachetable", verbosity=max(verbosity - 1, 0))
 
         version = install_default_model()
         if version is None:
@@ -40,7 +44,9 @@ class Command(BaseCommand):
 
         Patient images are written 0600 already; the database holds the same patients' records.
         """
-        folders = [settings.DATA_DIR, settings.MEDIA_ROOT, settings.DISPREDO_MODEL_DIR]
+        # The upload folder only when X-ray files are kept locally (not in a shared bucket).
+        media = [settings.MEDIA_ROOT] if storage.is_local() else []
+        folders = [settings.DATA_DIR, *media, settings.DISPREDO_MODEL_DIR]
         changed = [path for path in folders if make_private_folder(path)]
         if connection.vendor == "sqlite" and not connection.is_in_memory_db():
             database = Path(connection.settings_dict["NAME"])
