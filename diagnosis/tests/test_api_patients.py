@@ -4,7 +4,7 @@ messages and audit events."""
 import pytest
 from django.urls import reverse
 
-from api.errors import NOT_AN_OBJECT_MESSAGE
+from api.errors import NOT_A_SINGLE_VALUE_MESSAGE, NOT_AN_OBJECT_MESSAGE
 from diagnosis.models import AuditEvent, Patient
 from diagnosis.tests.api_fixtures import *  # noqa: F403
 from diagnosis.views import PAGE_SIZE
@@ -96,6 +96,17 @@ def test_it_refuses_a_body_that_is_not_an_object(api):
     response = api.post(PATIENTS, ["MRN1", "Eve"], format="json")
     assert response.status_code == 400
     assert response.json() == {"non_field_errors": [NOT_AN_OBJECT_MESSAGE]}
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_list_or_an_object_as_a_field_and_reads_a_number_as_text(api):
+    response = api.post(PATIENTS, {"mrn": "M1", "name": "Eve", "date_of_birth": [1990], "sex": {"F": 1}}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"date_of_birth": [NOT_A_SINGLE_VALUE_MESSAGE], "sex": [NOT_A_SINGLE_VALUE_MESSAGE]}
+    response = api.post(PATIENTS, {"mrn": 17, "name": "Eve", "sex": "F", "date_of_birth": 1990}, format="json")
+    assert response.status_code == 400 and response.json() == {"date_of_birth": ["Enter a valid date."]}
+    assert api.post(PATIENTS, {"mrn": 17, "name": "Eve", "sex": "F"}, format="json").status_code == 201
+    assert Patient.objects.get().mrn == "17"
 
 
 @pytest.mark.django_db

@@ -21,7 +21,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 USER = "dispredo"
@@ -78,7 +77,7 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def _pg(folder, *args, timeout=120):
+def _pg(folder, *args, timeout=120, password=None):
     """Run a PostgreSQL program from ``bin_dir()`` in ``folder`` (as the system user when root)."""
     command = [str(bin_dir() / args[0]), *args[1:]]
     run_as = _run_as()
@@ -88,7 +87,7 @@ def _pg(folder, *args, timeout=120):
         account = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
     result = subprocess.run(
         command, cwd=folder, capture_output=True, text=True, timeout=timeout, **account,
-        env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
+        env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", **({"PGPASSWORD": password} if password else {})},
     )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}{result.stderr}")
@@ -122,40 +121,36 @@ def start(folder, port=None):
             os.chown(folder, entry.pw_uid, entry.pw_gid)
         password = secrets.token_urlsafe(24)
         pwfile = folder / "password"
-        pwfile.write_text(password + "\n")
+        with os.fdopen(os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(password + "\n")
         if run_as:
             os.chown(pwfile, entry.pw_uid, entry.pw_gid)
         data = folder / "data"
         _pg(folder, "initdb", "-D", str(data), "-U", USER, "--auth=scram-sha-256", f"--pwfile={pwfile}",
             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
         pwfile.unlink()
-        port = port or free_port()
-        with open(data / "postgresql.conf", "a") as conf:
-            conf.write(SETTINGS.format(port=port))
-        (folder / "port").write_text(str(port))
-        _pg(folder, "pg_ctl", "start", "-w", "-t", "60", "-D", str(data), "-l", str(folder / "server.log"))
-        url = f"postgres://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
-        _create_database(url)
-        return url
+        port = _start_server(folder, data, port)
+        _pg(folder, "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", USER, DATABASE, password=password)
+        return f"postgres://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
     except BaseException:
         stop(folder)
         raise
 
 
-def _create_database(url):
-    import psycopg
-
-    maintenance = url.rsplit("/", 1)[0] + "/postgres"
-    deadline = time.monotonic() + 30
-    while True:
+def _start_server(folder, data, port=None, tries=3):
+    """Start the server on ``port``, else on a free port (another, if one is taken meanwhile)."""
+    for attempt in range(1 if port else tries):
+        chosen = port or free_port()
+        with open(data / "postgresql.conf", "a") as conf:  # a later line wins over an earlier one
+            conf.write(SETTINGS.format(port=chosen))
+        (folder / "port").write_text(str(chosen))
         try:
-            with psycopg.connect(maintenance, autocommit=True) as connection:
-                connection.execute(f'CREATE DATABASE "{DATABASE}"')
-            return
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            _pg(folder, "pg_ctl", "start", "-w", "-t", "60", "-D", str(data), "-l", str(folder / "server.log"))
+            return chosen
+        except RuntimeError as error:
+            log = (folder / "server.log").read_text(errors="replace")[-2000:]
+            failure = RuntimeError(f"{error}\nserver.log:\n{log}")
+    raise failure
 
 
 def stop(folder):
