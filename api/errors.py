@@ -1,15 +1,16 @@
 """The pages' forms validate API input; these turn their errors into the API's 400 answers."""
 
-import json
 from collections.abc import Mapping
 
 from django.forms.forms import NON_FIELD_ERRORS
+from django.http import QueryDict
 from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import ErrorDetail, NotFound, ValidationError
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 NOT_AN_OBJECT_MESSAGE = "Send the fields as a JSON object or as form data."
+NOT_A_SINGLE_VALUE_MESSAGE = "Send a single value (text, a number or true/false), not a list or an object."
 
 
 def form_error(form, extra=None):
@@ -23,18 +24,19 @@ def form_error(form, extra=None):
 
 
 def form_data(request):
-    """The request's fields (JSON object, form or multipart) for binding a form."""
-    if not isinstance(request.data, Mapping):
+    """The request's fields (JSON object, form or multipart) for binding a form.
+
+    A form gets text from a page; a JSON number or true/false is given to it as that text, and a
+    list or object, which no field takes, is refused (a date field would fail on it, a 500)."""
+    data = request.data
+    if not isinstance(data, Mapping):
         raise ValidationError({api_settings.NON_FIELD_ERRORS_KEY: [NOT_AN_OBJECT_MESSAGE]})
-    if hasattr(request.data, "getlist"):  # form or multipart: strings and files already
-        return request.data
-    # JSON: the forms expect text, as a browser sends. Any other value is read as its JSON text
-    # (a number as its digits, a list as "[...]", which the field then refuses), and null as an
-    # empty field, so the form's own validation answers, never a 500.
-    return {
-        name: "" if value is None else value if isinstance(value, str) else json.dumps(value)
-        for name, value in request.data.items()
-    }
+    if isinstance(data, QueryDict):  # form or multipart: text already
+        return data
+    nested = {name: [NOT_A_SINGLE_VALUE_MESSAGE] for name, value in data.items() if isinstance(value, (list, dict))}
+    if nested:
+        raise ValidationError(nested)
+    return {name: value if value is None or isinstance(value, str) else str(value) for name, value in data.items()}
 
 
 @extend_schema(exclude=True)

@@ -219,7 +219,7 @@ class ModelVersionAdmin(ActivationAdminMixin, admin.ModelAdmin):
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 (
                     (name, _fmt(m.get("auroc")), _fmt(m.get("precision")), _fmt(m.get("recall")), _fmt(m.get("f1")))
-                    for name, m in report.get("findings", {}).items()
+                    for name, m in in_findings_order(report.get("findings", {}))
                 ),
             )
             roc = resolve(obj.artefact_path) / f"roc_{split}.png"
@@ -263,6 +263,12 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+def in_findings_order(by_finding):
+    """``(name, value)`` pairs of a stored per-finding dict in the findings' order: PostgreSQL's
+    jsonb keeps keys sorted by length, not in the order they were written."""
+    return sorted(by_finding.items(), key=lambda item: FINDINGS.index(item[0]) if item[0] in FINDINGS else len(FINDINGS))
 
 
 def _fmt(value):

@@ -5,6 +5,12 @@ import getpass
 from .models import AuditAction, AuditEvent, Patient, XRay
 
 
+def _detail(text):
+    """``text`` as the trail keeps it: at most 200 characters, NUL (which PostgreSQL cannot store
+    in text, and a request's unchecked parameters may hold) shown as the replacement character."""
+    return text.replace("\x00", "\ufffd")[:200]
+
+
 def record(request, action, obj, detail=""):
     """Log that ``request.user`` did ``action`` to ``obj`` (a Patient, an X-ray or a Reading)."""
     record_by(request.user, action, obj, detail)
@@ -26,7 +32,7 @@ def record_by(user, action, obj, detail=""):
         patient_mrn=patient.mrn,
         object_type=object_type,
         object_id=obj.pk,
-        detail=detail[:200],
+        detail=_detail(detail),
     )
 
 
@@ -42,7 +48,7 @@ def record_list_view(request, object_type, detail=""):
         patient_mrn="",
         object_type=object_type,
         object_id=0,
-        detail=detail[:200],
+        detail=_detail(detail),
     )
 
 
@@ -56,7 +62,7 @@ def record_model_change(user, version, detail):
         patient_mrn="",
         object_type="modelversion",
         object_id=version.pk,
-        detail=detail[:200],
+        detail=_detail(detail),
     )
 
 
@@ -71,7 +77,7 @@ def record_export(user, xray, image_name):
         patient_mrn=xray.patient.mrn,
         object_type="xray",
         object_id=xray.pk,
-        detail=f"exported for training as {image_name}"[:200],
+        detail=_detail(f"exported for training as {image_name}"),
     )
 
 
@@ -96,5 +102,5 @@ def record_dicom(user, calling_ae, *, outcome, xray=None, patient_mrn="", sop_in
         patient_mrn=(patient.mrn if patient else patient_mrn)[:64],
         object_type="dicom",
         object_id=xray.pk if xray is not None else 0,
-        detail=f"from AE {calling_ae or '?'}; SOP Instance UID {sop_instance_uid or '?'}; {outcome}"[:200],
+        detail=_detail(f"from AE {calling_ae or '?'}; SOP Instance UID {sop_instance_uid or '?'}; {outcome}"),
     )

@@ -212,7 +212,7 @@ def format_name(value):
     """A DICOM Person Name as "Given Family" when it has components, else as written."""
     if value is None:
         return ""
-    text = str(value).strip()
+    text = _text(value)
     if "^" not in text:
         return " ".join(text.split())
     family, _, rest = text.partition("^")
@@ -245,7 +245,9 @@ def _transfer_syntax(dataset):
 
 
 def _text(value):
-    return " ".join(str(value).split()) if value not in (None, "") else ""
+    """Header text with runs of white space, and NUL (DICOM's padding, which PostgreSQL cannot
+    store), as single spaces."""
+    return " ".join(str(value).replace("\x00", " ").split()) if value not in (None, "") else ""
 
 
 def _int(value):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, close_old_connections
+from django.db import IntegrityError, close_old_connections, connections
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
@@ -136,7 +136,9 @@ def handle_store(event):
         logger.exception("Receiving a DICOM object from %s failed", calling_ae)
         return OUT_OF_RESOURCES
     finally:
-        close_old_connections()
+        # Each association has its own thread, gone after it: a connection kept for reuse
+        # (CONN_MAX_AGE) would linger unused, a PostgreSQL server process each, until collected.
+        connections.close_all()
 
 
 def handle_echo(event):

@@ -30,17 +30,20 @@ def client_description(username, ip_address, user_agent, path_info, request):
     return f"user {username!r} from {ip_address} ({path_info})"
 
 
+API_LOCKOUT_MESSAGE = (
+    "Too many failed sign-ins for this account or from this address: signing in is paused for "
+    "{minutes} minutes, even with the right password."
+)
+
+
 def lockout_response(request, original_response=None, credentials=None):
-    """The answer to a locked-out sign-in (429 Too Many Requests): a page on the site and in the admin,
-    JSON for the API's token requests."""
+    """The answer to a locked-out sign-in (429 Too Many Requests): a page on the site and in the
+    admin; under /api/ (token creation) the API's JSON error with Retry-After, as its schema says."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
     if request.path_info.startswith("/api/"):
-        # API clients read JSON, as every other API answer is.
-        return JsonResponse(
-            {"detail": f"Too many failed sign-ins: signing in is paused for {minutes} minutes after the last failure."},
-            status=429,
-            headers={"Retry-After": str(minutes * 60)},
-        )
+        response = JsonResponse({"detail": API_LOCKOUT_MESSAGE.format(minutes=minutes)}, status=429)
+        response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+        return response
     context = {"cooloff_minutes": minutes, "failure_limit": settings.AXES_FAILURE_LIMIT}
     return render(request, "registration/locked_out.html", context, status=429)
 

@@ -17,6 +17,7 @@ MARKS = [
 @contextlib.contextmanager
 def chromium_page(monkeypatch, viewport):
     """A page of a fresh headless Chromium with ``viewport`` ({"width", "height"}), closed afterwards."""
+    from django.db import connections
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the ORM calls here are still synchronous.
@@ -31,6 +32,10 @@ def chromium_page(monkeypatch, viewport):
             yield browser.new_page(viewport=viewport)
         finally:
             browser.close()
+            # Playwright runs this block in a context of its own, so the ORM's connections opened
+            # here are not the test's: close them, or each stays open on PostgreSQL and the test
+            # database cannot be dropped at the end.
+            connections.close_all()
 
 
 def pages_in(pdf):

@@ -1,6 +1,9 @@
+import re
+
 import pytest
 from django.urls import reverse
 
+from diagnosis.findings import FINDINGS
 from diagnosis.models import ModelVersion
 from diagnosis.tests.factories import make_xray
 
@@ -78,6 +81,18 @@ def test_the_model_version_page_shows_its_evaluation(admin_client_, tiny_model):
     ) in html
     changelist = admin_client_.get(reverse("admin:diagnosis_modelversion_changelist")).content.decode()
     assert "0.654" in changelist
+
+
+@pytest.mark.django_db
+def test_the_evaluation_lists_the_findings_in_their_order_whatever_the_database_keeps(admin_client_, tiny_model):
+    # Written in reverse; PostgreSQL's jsonb would give them back sorted by length (Mass first).
+    tiny_model.evaluation = {
+        "test": {"mean_auroc": 0.5, "findings": {name: {"auroc": 0.5} for name in reversed(FINDINGS)}}
+    }
+    tiny_model.save()
+    html = admin_client_.get(reverse("admin:diagnosis_modelversion_change", args=[tiny_model.pk])).content.decode()
+    table = html[html.index("test split: mean AUROC") :]
+    assert re.findall(r"<tr><td>([^<]+)</td><td>0.500</td>", table) == list(FINDINGS)
 
 
 @pytest.mark.django_db

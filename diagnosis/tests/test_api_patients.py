@@ -4,7 +4,7 @@ messages and audit events."""
 import pytest
 from django.urls import reverse
 
-from api.errors import NOT_AN_OBJECT_MESSAGE
+from api.errors import NOT_A_SINGLE_VALUE_MESSAGE, NOT_AN_OBJECT_MESSAGE
 from diagnosis.models import AuditEvent, Patient
 from diagnosis.tests.api_fixtures import *  # noqa: F403
 from diagnosis.views import PAGE_SIZE
@@ -99,6 +99,17 @@ def test_it_refuses_a_body_that_is_not_an_object(api):
 
 
 @pytest.mark.django_db
+def test_it_refuses_a_list_or_an_object_as_a_field_and_reads_a_number_as_text(api):
+    response = api.post(PATIENTS, {"mrn": "M1", "name": "Eve", "date_of_birth": [1990], "sex": {"F": 1}}, format="json")
+    assert response.status_code == 400
+    assert response.json() == {"date_of_birth": [NOT_A_SINGLE_VALUE_MESSAGE], "sex": [NOT_A_SINGLE_VALUE_MESSAGE]}
+    response = api.post(PATIENTS, {"mrn": 17, "name": "Eve", "sex": "F", "date_of_birth": 1990}, format="json")
+    assert response.status_code == 400 and response.json() == {"date_of_birth": ["Enter a valid date."]}
+    assert api.post(PATIENTS, {"mrn": 17, "name": "Eve", "sex": "F"}, format="json").status_code == 201
+    assert Patient.objects.get().mrn == "17"
+
+
+@pytest.mark.django_db
 def test_reading_a_patient_is_audited_as_a_view(api, patient):
     response = api.get(detail(patient))
     assert response.status_code == 200
@@ -150,13 +161,3 @@ def test_listing_patients_through_the_api_is_audited_like_the_page(api, patient)
     assert response.status_code == 200
     event = AuditEvent.objects.get(object_type="patientlist")
     assert (event.action, event.object_id, event.patient, event.detail) == ("view", 0, None, "API; search 'Lovelace'; page 1")
-
-
-@pytest.mark.django_db
-def test_json_values_that_are_not_text_get_the_forms_messages_not_a_500(api):
-    response = api.post(
-        PATIENTS, {"mrn": 12, "name": ["Ada"], "sex": "F", "date_of_birth": 19901130}, format="json"
-    )
-    assert response.status_code == 400
-    assert response.json()["date_of_birth"] == ["Enter a valid date."]
-    assert not Patient.objects.exists()

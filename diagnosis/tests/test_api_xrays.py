@@ -84,6 +84,15 @@ def test_it_refuses_filters_the_worklist_form_refuses(api, patient):
 
 
 @pytest.mark.django_db
+def test_a_nul_in_an_unknown_parameter_is_audited_as_the_replacement_character(api, patient):
+    # PostgreSQL cannot store NUL in text; the audit detail keeps the parameters as sent otherwise.
+    response = api.get(XRAYS, {"note\x00": "a\x00b"})
+    assert response.status_code == 200
+    event = AuditEvent.objects.get(object_type="worklist")
+    assert event.detail == "API; filters note\ufffd=a\ufffdb; page 1"
+
+
+@pytest.mark.django_db
 def test_it_pages_the_list(api, patient):
     for _ in range(PAGE_SIZE + 1):
         make_xray(patient)

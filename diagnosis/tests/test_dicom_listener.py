@@ -5,6 +5,7 @@ import socket
 import pydicom
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
@@ -92,3 +93,19 @@ def test_a_pacs_stores_chest_xrays_and_other_objects_are_refused(listener, defau
 def test_an_unknown_calling_ae_title_is_not_let_in(listener, default_model, dicom_sample):
     assert send(listener, [pydicom.dcmread(dicom_sample / "siim_cr_mono2_jpeg.dcm")], calling_ae="STRANGER") is None
     assert not XRay.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_listener_keeps_no_database_connection_after_an_association(listener, default_model, dicom_sample):
+    if connection.vendor != "postgresql":
+        pytest.skip("counts PostgreSQL's sessions; SQLite has no server to ask")
+
+    def sessions():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            return {row[0] for row in cursor.fetchall()}
+
+    before = sessions()
+    assert send(listener, [pydicom.dcmread(dicom_sample / "siim_cr_mono2_jpeg.dcm")]) == [SUCCESS]
+    assert XRay.objects.count() == 1
+    assert sessions() - before == set()

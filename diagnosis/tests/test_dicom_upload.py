@@ -90,6 +90,20 @@ def test_the_header_fills_the_new_patient(staff_client, default_model, dicom_sam
 
 
 @pytest.mark.django_db
+def test_nul_characters_in_the_header_are_read_as_spaces(staff_client, default_model, dicom_sample, tmp_path):
+    # PostgreSQL cannot store NUL in text (SQLite can): the header's text is read without them.
+    dataset = pydicom.dcmread(dicom_sample / "nema_rg1_cr_chest_jpegls.dcm")
+    dataset.PatientID, dataset.PatientName, dataset.AccessionNumber = "9RG\x001", "Compressed\x00Samples^RG1", "exam\x00Number"
+    path = tmp_path / "nul.dcm"
+    dataset.save_as(path)
+    response = upload_file(staff_client, path)
+    assert response.status_code == 200
+    patient = Patient.objects.get()
+    assert (patient.mrn, patient.name) == ("9RG 1", "RG1 Compressed Samples")
+    assert XRay.objects.get().accession_number == "exam Number"
+
+
+@pytest.mark.django_db
 def test_only_an_age_goes_to_the_notes(staff_client, default_model, dicom_sample):
     upload_file(staff_client, dicom_sample / "rsna_cr_pa_normal.dcm")
     patient = Patient.objects.get()

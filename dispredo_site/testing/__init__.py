@@ -1,0 +1,1 @@
+"""Tools for running the test suite (not imported by the application)."""
