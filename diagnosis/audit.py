@@ -56,7 +56,7 @@ def record_model_change(user, version, detail):
     """Log a change to a model version (no patient): by ``user``, or by whoever ran a command."""
     AuditEvent.objects.create(
         user=user,
-        username=user.get_username() if user else f"manage.py ({_system_user()})",
+        username=user.get_username() if user else f"manage.py ({system_user()})",
         action=AuditAction.CHANGE,
         patient=None,
         patient_mrn="",
@@ -71,7 +71,7 @@ def record_export(user, xray, image_name):
     by ``user`` or, with none, by whoever ran the command."""
     AuditEvent.objects.create(
         user=user,
-        username=user.get_username() if user else f"manage.py ({_system_user()})",
+        username=user.get_username() if user else f"manage.py ({system_user()})",
         action=AuditAction.EXPORT,
         patient=xray.patient,
         patient_mrn=xray.patient.mrn,
@@ -81,11 +81,27 @@ def record_export(user, xray, image_name):
     )
 
 
-def _system_user():
+def system_user():
+    """Who runs a management command, for the trail's user name."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def record_operation(command, action, object_type, detail, using="default"):
+    """Log a whole-installation operation run from ``manage.py command`` (a backup, a restore): no
+    patient, object id 0, written to the database ``using``."""
+    AuditEvent.objects.using(using).create(
+        user=None,
+        username=f"manage.py {command} ({system_user()})",
+        action=action,
+        patient=None,
+        patient_mrn="",
+        object_type=object_type,
+        object_id=0,
+        detail=_detail(detail),
+    )
 
 
 def record_dicom(user, calling_ae, *, outcome, xray=None, patient_mrn="", sop_instance_uid=""):

@@ -22,7 +22,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
 from .artefact import resolve
-from .models import AuditAction, AuditEvent, ModelVersion, XRay
+from . import audit
+from .models import AuditAction, ModelVersion, XRay
 from .snapshot import (
     ARTEFACTS,
     DATABASE,
@@ -38,7 +39,6 @@ from .snapshot import (
     migration_state,
     safe_relative,
     serialise_options,
-    system_user,
 )
 
 
@@ -211,15 +211,8 @@ def _unique_key(name, taken):
 def _audit(out, manifest, using):
     """A backup copies every patient record: the trail says who took it and where it went."""
     counts = manifest["counts"]
-    AuditEvent.objects.using(using).create(
-        user=None,
-        username=f"manage.py backup ({system_user()})",
-        action=AuditAction.EXPORT,
-        patient=None,
-        patient_mrn="",
-        object_type="backup",
-        object_id=0,
-        detail=(
-            f"snapshot {out}: {counts.get('diagnosis.patient', 0)} patient(s), {counts.get('diagnosis.xray', 0)} X-ray(s)"
-        )[:200],
+    audit.record_operation(
+        "backup", AuditAction.EXPORT, "backup",
+        f"snapshot {out}: {counts.get('diagnosis.patient', 0)} patient(s), {counts.get('diagnosis.xray', 0)} X-ray(s)",
+        using=using,
     )

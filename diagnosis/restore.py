@@ -22,7 +22,8 @@ from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from .artefact import resolve
-from .models import AuditAction, AuditEvent, ModelVersion, XRay
+from . import audit
+from .models import AuditAction, ModelVersion, XRay
 from .registry import relative_location
 from .snapshot import (
     ARTEFACTS,
@@ -37,7 +38,6 @@ from .snapshot import (
     newer_migrations,
     read_manifest,
     safe_relative,
-    system_user,
     verify_files,
 )
 
@@ -267,13 +267,7 @@ def _insert_in_batches(model):
 
 
 def _audit(folder, manifest, using):
-    AuditEvent.objects.using(using).create(
-        user=None,
-        username=f"manage.py restore ({system_user()})",
-        action=AuditAction.CREATE,
-        patient=None,
-        patient_mrn="",
-        object_type="restore",
-        object_id=0,
-        detail=f"restored the snapshot of {manifest['created_at']} from {folder}"[:200],
+    audit.record_operation(
+        "restore", AuditAction.CREATE, "restore", f"restored the snapshot of {manifest['created_at']} from {folder}",
+        using=using,
     )

@@ -13,7 +13,6 @@ Users keep their ids; groups, permissions and content types are written by natur
 migrations recreate permissions and content types with ids of their own.
 """
 
-import getpass
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
@@ -61,12 +60,6 @@ class FullPrecisionEncoder(DjangoJSONEncoder):
         return super().default(o)
 
 
-def system_user():
-    """Who runs the command, for the audit trail."""
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def label(model):
