@@ -18,6 +18,7 @@ TRAINING_IMPORTS = {
     "imblearn": "imbalanced-learn",
     "matplotlib": "matplotlib",
     "tqdm": "tqdm",
+    "pandas": "pandas",
 }
 
 
