@@ -7,7 +7,6 @@ its own column of both outputs; for a cross-validated ensemble of multilabel net
 averages their probabilities and their CAMs.
 """
 
-import os
 import time
 from pathlib import Path
 
@@ -15,11 +14,10 @@ import numpy as np
 
 from diagnosis.findings import FINDINGS
 
+from diagnosis.serving import CAMS, INPUT_NAME, OUTPUT_NAMES, PROBABILITIES
+
 from .networks import class_activation_maps, features_and_probabilities
 
-ONNX_FILE = "model.onnx"
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("probabilities", "cams")
 OPSET = 17
 
 # Exported and Keras probabilities must agree to within this (absolute); tests check it.
@@ -57,8 +55,8 @@ def serving_function(models, size):
             probabilities.append(probs)
             cams.append(class_activation_maps(model, features))
         return {
-            "probabilities": tf.identity(tf.concat(probabilities, axis=-1), name="probabilities"),
-            "cams": tf.identity(tf.concat(cams, axis=-1), name="cams"),
+            PROBABILITIES: tf.identity(tf.concat(probabilities, axis=-1), name=PROBABILITIES),
+            CAMS: tf.identity(tf.concat(cams, axis=-1), name=CAMS),
         }
 
     spec = tf.TensorSpec((None, size, size, 1), tf.float32, name=INPUT_NAME)
@@ -68,7 +66,7 @@ def serving_function(models, size):
 
 def export_onnx(models, size, path, hog_members=None):
     """Write the serving graph of ``models`` to ``path`` (an ONNX file); return ``path``.
-    With ``hog_members`` (``mltrain.hybrid``), each network is served with its HOG part.
+    With ``hog_members`` (``mltrain.hog_member``), each network is served with its HOG part.
 
     One model converts directly. Several convert one by one, and their graphs are joined into one
     that feeds ``image`` to each and concatenates (per-finding) or averages (ensemble) their
@@ -78,7 +76,7 @@ def export_onnx(models, size, path, hog_members=None):
 
     models = list(models)
     if hog_members:
-        from .hybrid import member_serving_function
+        from .hog_member import member_serving_function
 
         protos = [_convert_function(*member_serving_function(model, member, size))
                   for model, member in zip(models, hog_members)]
@@ -173,14 +171,10 @@ def _shared_once(nodes, initializers):
 
 
 def onnx_session(path, threads=None):
-    """An ONNX Runtime session on ``path`` (CPU)."""
-    import onnxruntime as ort
+    """An ONNX Runtime session on ``path``, opened as the web app opens it (``diagnosis.serving``)."""
+    from diagnosis.serving import open_session
 
-    options = ort.SessionOptions()
-    threads = threads or min(2, os.cpu_count() or 1)
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    return open_session(path, threads)
 
 
 def run_onnx(session, pixels, batch_size=64):
@@ -214,12 +208,12 @@ def check_agreement(models, onnx_path, pixels, tolerance=AGREEMENT_TOLERANCE, ho
     """Compare ONNX and Keras on ``pixels``; return the figures, raise ``ExportError`` beyond ``tolerance``.
 
     The Keras side calls each trained network as a whole (inference mode), not the export's function;
-    with ``hog_members``, HOG and the joint scores are computed in NumPy (``hybrid.served_probabilities``).
+    with ``hog_members``, HOG and the joint scores are computed in NumPy (``hog_member.served_probabilities``).
     """
     pixels = np.asarray(pixels)
     batch = pixels.astype(np.float32)[..., None]
     if hog_members:
-        from .hybrid import served_probabilities
+        from .hog_member import served_probabilities
 
         keras_probs = served_probabilities(models, hog_members, pixels)
     else:

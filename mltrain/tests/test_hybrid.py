@@ -8,12 +8,14 @@ from django.core.management import CommandError, call_command
 
 from diagnosis.artefact import read_metadata
 from diagnosis.findings import FINDINGS
-from mltrain import baselines, hybrid, registry, training
+from mltrain import hog, hog_member, registry, training
+from mltrain.folds import pooled_folds
+from mltrain.package import load_keras_models
 from mltrain.evaluation import evaluate
 from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
 
 
-def test_the_served_hog_is_the_baselines_hog():
+def test_the_served_hog_is_the_numpy_hog():
     tf = pytest.importorskip("tensorflow")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (4, 64, 64)).astype(np.uint8)
@@ -21,12 +23,12 @@ def test_the_served_hog_is_the_baselines_hog():
     images[2, :, 32:] = 250  # an edge on noise
     images[3] = np.add.outer(np.arange(64), 2 * np.arange(64)).astype(np.uint8)  # one oblique direction
 
-    served = hybrid.hog_graph(tf.constant(images.astype(np.float32)[..., None])).numpy()
+    served = hog.hog_graph(tf.constant(images.astype(np.float32)[..., None])).numpy()
 
-    assert served.shape == (4, 7 * 7 * 4 * baselines.BINS)
-    np.testing.assert_allclose(served, baselines.hog(images), atol=1e-5)
+    assert served.shape == (4, 7 * 7 * 4 * hog.BINS)
+    np.testing.assert_allclose(served, hog.hog(images), atol=1e-5)
     # A 32 px image gives 3x3 blocks.
-    assert hybrid.hog_graph(tf.constant(images[:1, :32, :32].astype(np.float32)[..., None])).shape == (1, 3 * 3 * 36)
+    assert hog.hog_graph(tf.constant(images[:1, :32, :32].astype(np.float32)[..., None])).shape == (1, 3 * 3 * 36)
 
 
 def test_the_linear_map_gives_the_logistic_regressions_logits():
@@ -39,7 +41,7 @@ def test_the_linear_map_gives_the_logistic_regressions_logits():
     labels = np.zeros((80, 2), dtype=np.uint8)
     labels[:, 0] = features[:, 0] + rng.normal(0, 2, 80) > 5  # the second finding never occurs
 
-    weights, biases = baselines.fit_linear(features, labels, strength=0.1)
+    weights, biases = hog.fit_linear(features, labels, strength=0.1)
 
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=3000))
     pipeline.fit(features, labels[:, 0])
@@ -51,11 +53,11 @@ def test_the_linear_map_gives_the_logistic_regressions_logits():
 def test_a_network_whose_logits_do_not_move_is_left_out_of_the_score():
     logits = np.stack([np.linspace(-2, 2, 50), np.full(50, 0.3) + 1e-5 * np.sin(np.arange(50))], axis=1)
 
-    np.testing.assert_array_equal(hybrid.network_weights(logits), [hybrid.WEIGHT, 0.0])
+    np.testing.assert_array_equal(hog_member.network_weights(logits), [hog_member.WEIGHT, 0.0])
 
-    member = hybrid.HogMember(
+    member = hog_member.HogMember(
         weights=np.zeros((3, 2)), biases=np.zeros(2), hog_centre=np.array([1.0, 1.0]), hog_scale=np.array([2.0, 2.0]),
-        cnn_centre=np.array([0.0, 0.3]), cnn_scale=np.array([2.0, 1e-3]), cnn_weight=hybrid.network_weights(logits),
+        cnn_centre=np.array([0.0, 0.3]), cnn_scale=np.array([2.0, 1e-3]), cnn_weight=hog_member.network_weights(logits),
     )
     score = member.combine(np.array([[2.0, 0.30001]]), np.array([[5.0, 5.0]]))
     # 0.5 * (2 - 0) / 2 + 0.5 * (5 - 1) / 2, and for the second finding the HOG part alone.
@@ -78,7 +80,7 @@ def test_addhog_serves_each_network_joined_with_its_folds_hog_regression(tmp_pat
     directory = registry.artefact_directory(version)
     metadata = read_metadata(directory)
     assert metadata["hog"]["from"] == "cv" and metadata["hog"]["strength"] == 0.01
-    assert metadata["hog"]["network_weight"] == hybrid.WEIGHT
+    assert metadata["hog"]["network_weight"] == hog_member.WEIGHT
     assert metadata["threshold_method"].startswith(
         "specificity 0.95 on the holdout negatives: calibrated out-of-fold predictions of 2 patient-grouped "
         "folds of train + val joined with HOG"
@@ -95,12 +97,12 @@ def test_addhog_serves_each_network_joined_with_its_folds_hog_regression(tmp_pat
     assert edema["positives"] + edema["negatives"] == pooled
 
     # Each member's HOG part was fitted without the fold its network left out.
-    members = hybrid.load_members(directory / "hog.npz")
-    networks = training.load_keras_models(directory, metadata)
-    pooled_data = training.pooled_folds(data_dir, 2, metadata["config"]["seed"])
-    features = baselines.hog(pooled_data["pixels"])
+    members = hog_member.load_members(directory / "hog.npz")
+    networks = load_keras_models(directory, metadata)
+    pooled_data = pooled_folds(data_dir, 2, metadata["config"]["seed"])
+    features = hog.hog(pooled_data["pixels"])
     fitting = pooled_data["fold_of"] != 0
-    weights, biases = baselines.fit_linear(features[fitting], pooled_data["labels"][fitting], 0.01)
+    weights, biases = hog.fit_linear(features[fitting], pooled_data["labels"][fitting], 0.01)
     np.testing.assert_allclose(members[0].weights, weights)
     np.testing.assert_allclose(members[0].biases, biases)
     assert members[0].weights.shape == (3 * 3 * 36, len(FINDINGS))
@@ -108,7 +110,7 @@ def test_addhog_serves_each_network_joined_with_its_folds_hog_regression(tmp_pat
     # The one ONNX graph computes HOG and both parts; its maps are the networks' own.
     pixels = np.load(data_dir / "test_pixels.npy")
     probabilities, cams = run_onnx(onnx_session(directory / "model.onnx"), pixels)
-    expected = hybrid.served_probabilities(networks, members, pixels)
+    expected = hog_member.served_probabilities(networks, members, pixels)
     assert probabilities.shape == (len(pixels), len(FINDINGS))
     assert np.max(np.abs(probabilities - expected)) <= AGREEMENT_TOLERANCE
     _, network_cams = keras_outputs(networks, pixels)

@@ -11,8 +11,10 @@ from diagnosis.artefact import ArtefactError, read_metadata
 from diagnosis.findings import FINDINGS
 from diagnosis.models import ModelVersion
 from mltrain import registry, training
+from mltrain.batches import batches
+from mltrain.config import TrainConfig
 from mltrain.dataset import FORMAT_VERSION
-from mltrain.training import TrainConfig
+from mltrain.package import load_keras_models
 
 SIZE = 32
 SPLIT_COUNTS = {"train": 28, "val": 20, "test": 20}
@@ -147,7 +149,7 @@ def test_training_writes_an_artefact_that_loads_with_its_labels_and_thresholds(t
     # Nothing half-written left beside it.
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny"]
 
-    models = training.load_keras_models(directory, metadata)
+    models = load_keras_models(directory, metadata)
     assert len(models) == 1 and models[0].output_shape == (None, len(FINDINGS))
 
     # The exported serving model agrees with the Keras one within the stated tolerance.
@@ -188,19 +190,19 @@ def test_per_finding_joins_fourteen_models_into_one_serving_graph(tmp_path, data
 
     def quick_fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labels, findings, *args):
         # Fitting 14 networks takes minutes on 2 cores: check each gets its own finding's data, untrained.
-        x, y = training.batches(train_pixels, train_labels, config.batch_size, config.seed)[0]
+        x, y = batches(train_pixels, train_labels, config.batch_size, config.seed)[0]
         fitted.append((findings, tuple(x.shape[1:]), int(y.shape[-1])))
         figures = {"epochs_run": 1, "best_epoch": 1, "best_val_mean_auroc": 0.5, "seconds": 1.0, "images_seen": 1}
         return networks.build_model(config, outputs=outputs), figures
 
-    monkeypatch.setattr(training, "_fit", quick_fit)
+    monkeypatch.setattr(training, "fit_network", quick_fit)
     version = training.train(tiny_config(tmp_path, name="pf", strategy="per-finding"), verbosity=0)
 
     assert fitted == [((finding,), (SIZE, SIZE, 1), 1) for finding in FINDINGS]
     directory = registry.artefact_directory(version)
     metadata = read_metadata(directory)
     assert metadata["keras_files"] == [f"{finding}.keras" for finding in FINDINGS]
-    models = training.load_keras_models(directory, metadata)
+    models = load_keras_models(directory, metadata)
     pixels = np.load(data_dir / "val_pixels.npy")[:4]
     probabilities, cams = run_onnx(onnx_session(directory / "model.onnx"), pixels)
     assert probabilities.shape == (4, 14) and cams.shape[-1] == 14
