@@ -50,6 +50,6 @@ def open_session(path, threads=None):
     )
 
 
-def run(session, batch):
-    """``(probabilities, cams)`` of ``session`` for a float32 batch [N, S, S, 1]."""
-    return session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
+def run_batch(session, batch, input_name=INPUT_NAME):
+    """``[probabilities, cams]`` of ``session`` for a float32 batch [N, S, S, 1]."""
+    return session.run(list(OUTPUT_NAMES), {input_name: batch})

@@ -1,5 +1,6 @@
-"""One member of a hybrid ensemble: a network joined with a logistic regression on HOG features
-fitted on the same fold (``mltrain.hybrid`` fits them). The member's score for a finding is
+"""One member of a hybrid ensemble (``HybridMember``, a ``members.Member``): a network joined with
+a logistic regression on HOG features fitted on the same fold (``mltrain.hybrid`` fits them). The
+member's score for a finding is
 
     r = w * (z_cnn - centre_cnn) / scale_cnn + (1 - WEIGHT) * (z_hog - centre_hog) / scale_hog
 
@@ -13,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from diagnosis.serving import CAMS, INPUT_NAME, PROBABILITIES
+from diagnosis.serving import CAMS, HOG_FILE, INPUT_NAME, PROBABILITIES
 
 from . import calibration
 from .hog import hog, hog_graph
@@ -23,7 +24,7 @@ WEIGHT = 0.5
 
 
 @dataclasses.dataclass
-class HogMember:
+class HogPart:
     """What one member adds to its network: the logistic regression on HOG features (``weights``
     [F, 14], ``biases`` [14], on the raw features), both parts' standardisers on the held-out fold,
     and the calibration ``sigmoid(slopes * r + intercepts)`` of the joint score ``r``."""
@@ -45,16 +46,11 @@ class HogMember:
         return self.cnn_weight * cnn + (1 - WEIGHT) * hog
 
 
-def save_members(path, members):
-    arrays = {f"{field.name}_{index}": getattr(member, field.name)
-              for index, member in enumerate(members) for field in dataclasses.fields(HogMember)}
-    np.savez(path, count=len(members), **arrays)
-
-
-def load_members(path):
+def load_parts(path):
+    """The ``HogPart`` of each member, from the artefact's ``HOG_FILE`` at ``path``."""
     with np.load(path) as stored:
         return [
-            HogMember(**{field.name: stored[f"{field.name}_{index}"] for field in dataclasses.fields(HogMember)})
+            HogPart(**{field.name: stored[f"{field.name}_{index}"] for field in dataclasses.fields(HogPart)})
             for index in range(int(stored["count"]))
         ]
 
@@ -78,37 +74,51 @@ def network_weights(cnn_logits):
     return np.where(np.asarray(cnn_logits).std(axis=0) > calibration.MIN_SCALE, WEIGHT, 0.0)
 
 
-def member_probabilities(network, member, pixels, features=None):
-    """What the served graph gives for one member on ``pixels`` [N, S, S], computed in NumPy
-    (``features``: their HOG, when the caller has it)."""
-    features = hog(pixels) if features is None else features
-    r = member.combine(network_logits(network, pixels), features @ member.weights + member.biases)
-    return calibration.sigmoid(member.slopes * r + member.intercepts)
+class HybridMember:
+    """A network joined with its ``HogPart``; ``description`` is the ensemble's "hog" metadata entry."""
+
+    described = " joined with HOG + logistic regression"
+
+    def __init__(self, network, part, description):
+        self.network, self.part, self.description = network, part, description
+
+    def probabilities(self, pixels, features=None):
+        """The served scores for ``pixels`` [N, S, S] in NumPy (``features``: their HOG, if known)."""
+        features = hog(pixels) if features is None else features
+        part = self.part
+        r = part.combine(network_logits(self.network, pixels), features @ part.weights + part.biases)
+        return calibration.sigmoid(part.slopes * r + part.intercepts)
+
+    def serving_function(self, size):
+        import tensorflow as tf
+
+        from .networks import class_activation_maps, features_and_logits
+
+        network, part = self.network, self.part
+
+        def serve(image):
+            # Constants made inside the trace become graph constants; made outside, tf2onnx takes
+            # them for extra inputs.
+            constant = HogPart(**{field.name: tf.constant(np.asarray(getattr(part, field.name)), tf.float32)
+                                  for field in dataclasses.fields(HogPart)})
+            features, cnn_logits = features_and_logits(network, image)
+            r = constant.combine(cnn_logits, tf.matmul(hog_graph(image), constant.weights) + constant.biases)
+            return {
+                PROBABILITIES: tf.identity(tf.sigmoid(constant.slopes * r + constant.intercepts), name=PROBABILITIES),
+                CAMS: tf.identity(class_activation_maps(network, features), name=CAMS),
+            }
+
+        spec = tf.TensorSpec((None, size, size, 1), tf.float32, name=INPUT_NAME)
+        return tf.function(serve, input_signature=(spec,), autograph=False), spec
+
+    def arrays(self, index):
+        file = self.description.get("file", HOG_FILE)
+        return {file: {f"{field.name}_{index}": getattr(self.part, field.name) for field in dataclasses.fields(HogPart)}}
+
+    def metadata(self):
+        return {"hog": self.description}
 
 
-def served_probabilities(networks, members, pixels):
-    """What the served graph of the whole ensemble gives for ``pixels``, in NumPy: the check on the export."""
-    features = hog(pixels)
-    return np.mean([member_probabilities(n, m, pixels, features) for n, m in zip(networks, members)], axis=0)
-
-
-def member_serving_function(network, member, size):
-    """A tf.function image -> {"probabilities", "cams"} for one member network and its HOG part."""
-    import tensorflow as tf
-
-    from .networks import class_activation_maps, features_and_logits
-
-    def serve(image):
-        # Constants made inside the trace become graph constants; made outside, tf2onnx takes
-        # them for extra inputs.
-        constant = HogMember(**{field.name: tf.constant(np.asarray(getattr(member, field.name)), tf.float32)
-                                for field in dataclasses.fields(HogMember)})
-        features, cnn_logits = features_and_logits(network, image)
-        r = constant.combine(cnn_logits, tf.matmul(hog_graph(image), constant.weights) + constant.biases)
-        return {
-            PROBABILITIES: tf.identity(tf.sigmoid(constant.slopes * r + constant.intercepts), name=PROBABILITIES),
-            CAMS: tf.identity(class_activation_maps(network, features), name=CAMS),
-        }
-
-    spec = tf.TensorSpec((None, size, size, 1), tf.float32, name=INPUT_NAME)
-    return tf.function(serve, input_signature=(spec,), autograph=False), spec
+def load_hybrid_members(networks, path, description):
+    """The members of a hybrid artefact: its ``networks`` joined with the parts stored at ``path``."""
+    return [HybridMember(network, part, description) for network, part in zip(networks, load_parts(path))]

@@ -19,48 +19,48 @@ from . import calibration
 from .config import TrainingError
 from .folds import check_members, fold_masks, out_of_fold, pooled_folds, selection_of
 from .hog import BINS, CELL, choose_strength, fit_linear, hog
-from .hog_member import WEIGHT, HogMember, network_logits, network_weights
-from .metrics import mean_auroc, per_finding_auroc
-from .package import load_keras_models, write_artefact
+from .hog_member import WEIGHT, HogPart, HybridMember, network_logits, network_weights
+from .metrics import json_safe, mean_auroc, per_finding_auroc
+from .package import write_artefact
 from .recalibration import copy_config
 
 
 def fit(networks, pooled, strength):
-    """HOG members for the calibrated ensemble ``networks`` on ``pooled`` (``folds.pooled_folds``).
+    """HOG parts for the calibrated ensemble ``networks`` on ``pooled`` (``folds.pooled_folds``).
 
-    Returns ``(hog_members, selection)``: per member its calibrated ``HogMember``, and the selection
+    Returns ``(parts, selection)``: per network its calibrated ``HogPart``, and the selection
     ``write_artefact`` takes, with the out-of-fold mean AUROC of each part alone in ``parts``.
     """
     check_members(networks, pooled)
     labels = pooled["labels"]
     features = hog(pooled["pixels"])
     masks = fold_masks(pooled)
-    members, raw, parts = [], [], {"networks": [], "hog": []}
+    hog_parts, raw, parts = [], [], {"networks": [], "hog": []}
     for network, mask in zip(networks, masks):
         weights, biases = fit_linear(features[~mask], labels[~mask], strength)
         cnn_logits = network_logits(network, pooled["pixels"][mask])
         hog_logits = features[mask] @ weights + biases
-        member = HogMember(
+        part = HogPart(
             weights, biases, *calibration.logit_standardiser(hog_logits), *calibration.logit_standardiser(cnn_logits),
             network_weights(cnn_logits),
         )
-        members.append(member)
-        raw.append(calibration.sigmoid(member.combine(cnn_logits, hog_logits)))
+        hog_parts.append(part)
+        raw.append(calibration.sigmoid(part.combine(cnn_logits, hog_logits)))
         parts["networks"].append(cnn_logits)
         parts["hog"].append(hog_logits)
     heads, calibrated, fitted = calibration.fit_ensemble(raw, [labels[mask] for mask in masks])
-    for member, (slopes, intercepts) in zip(members, heads):
-        member.slopes, member.intercepts = np.asarray(slopes), np.asarray(intercepts)
+    for part, (slopes, intercepts) in zip(hog_parts, heads):
+        part.slopes, part.intercepts = np.asarray(slopes), np.asarray(intercepts)
     selection = selection_of(pooled, out_of_fold(pooled, calibrated), out_of_fold(pooled, raw), fitted)
     selection["parts"] = {
         f"{part}_out_of_fold_mean_auroc": mean_auroc(per_finding_auroc(labels, out_of_fold(pooled, scores)))
         for part, scores in parts.items()
     }
-    return members, selection
+    return hog_parts, selection
 
 
 def add_hog(directory, name, data_dir=None, strength=None, activate=False, stream=None):
-    """A copy of the calibrated ensemble artefact at ``directory`` with a HOG member per fold,
+    """A copy of the calibrated ensemble artefact at ``directory`` with a HOG part per network,
     registered as ``name``. ``strength`` (logistic regression C) defaults to the one the baseline
     chooses on the validation split."""
     directory = Path(directory)
@@ -76,20 +76,20 @@ def add_hog(directory, name, data_dir=None, strength=None, activate=False, strea
     config, manifest = copy_config(metadata, name, data_dir, activate)
     if strength is None:
         strength, _ = choose_strength(config.data_dir, stream=stream)
-    networks = load_keras_models(directory, metadata)
+    from .networks import load_networks
+
+    networks = load_networks(directory, metadata["keras_files"])
     pooled = pooled_folds(config.data_dir, config.folds, config.seed)
-    members, selection = fit(networks, pooled, strength)
-    hybrid = {
-        "members": members,
-        "description": {
-            "file": HOG_FILE,
-            "from": metadata["name"],
-            "strength": strength,
-            "network_weight": WEIGHT,
-            "cell": CELL,
-            "bins": BINS,
-            **selection.pop("parts"),
-        },
-    }
+    parts, selection = fit(networks, pooled, strength)
+    description = json_safe({
+        "file": HOG_FILE,
+        "from": metadata["name"],
+        "strength": strength,
+        "network_weight": WEIGHT,
+        "cell": CELL,
+        "bins": BINS,
+        **selection.pop("parts"),
+    })
+    members = [HybridMember(network, part, description) for network, part in zip(networks, parts)]
     training = {**metadata["metrics"]["training"], "hog_added_to": metadata["name"]}
-    return write_artefact(config, networks, training, selection, manifest, config.data_dir, hybrid=hybrid)
+    return write_artefact(config, members, training, selection, manifest, config.data_dir)

@@ -1,8 +1,9 @@
 """Writing a trained model as one artefact (``diagnosis.artefact``) and registering it.
 
-``write_artefact`` saves the networks, exports and checks the ONNX serving graph, chooses the
-thresholds on scores of patients the model did not train on (``mltrain.holdout``), writes
-everything to a temporary directory, renames it when complete and registers the ModelVersion.
+``write_artefact`` saves each member's network and arrays (``mltrain.members``), exports and
+checks the ONNX serving graph, chooses the thresholds on scores of patients the model did not
+train on (``mltrain.holdout``), writes everything to a temporary directory, renames it when
+complete and registers the ModelVersion.
 """
 
 import dataclasses
@@ -34,21 +35,27 @@ def keras_files(config):
     return ["model.keras"]
 
 
-def load_keras_models(directory, metadata):
-    """The Keras networks of the artefact at ``directory`` (with ``metadata``), in serving order."""
-    from .networks import load_networks
+def save_members(directory, members, files):
+    """Save each member's network as its entry of ``files`` and the arrays it adds, one ``.npz`` per
+    file name holding every member's arrays and their ``count``; return the metadata they add."""
+    stored, metadata = {}, {}
+    for index, (member, filename) in enumerate(zip(members, files)):
+        member.network.save(Path(directory) / filename)  # the serving network alone: no optimizer, no augmentation
+        for name, arrays in member.arrays(index).items():
+            stored.setdefault(name, {}).update(arrays)
+        metadata.update(member.metadata())
+    for name, arrays in stored.items():
+        np.savez(Path(directory) / name, count=len(members), **arrays)
+    return json_safe(metadata)
 
-    return load_networks(directory, metadata["keras_files"])
 
-
-def write_artefact(config, models, training, selection, manifest, data_dir, hybrid=None, force=False):
-    """Save ``models``, export and check the ONNX graph, choose thresholds, write the artefact
-    atomically and register it (activated if ``config.activate`` and the activation gate allows it,
-    or ``force``); return the ModelVersion.
+def write_artefact(config, members, training, selection, manifest, data_dir, force=False):
+    """Save ``members`` (``mltrain.members``), export and check the ONNX graph, choose thresholds,
+    write the artefact atomically and register it (activated if ``config.activate`` and the
+    activation gate allows it, or ``force``); return the ModelVersion.
 
     ``selection``: None to choose thresholds on the validation split with the served graph, or
-    ``folds.ensemble_selection``'s out-of-fold predictions. ``training``: the figures of the run.
-    ``hybrid``: None, or the HOG members joined to an ensemble (``mltrain.hybrid.add_hog``).
+    ``folds.selection_of``'s out-of-fold predictions. ``training``: the figures of the run.
     """
     from . import registry
     from .export import check_agreement, export_onnx, onnx_session, run_onnx
@@ -61,19 +68,12 @@ def write_artefact(config, models, training, selection, manifest, data_dir, hybr
     partial = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=output_dir))
     try:
         files = keras_files(config)
-        for model, filename in zip(models, files):
-            model.save(partial / filename)  # the serving network alone: no optimizer, no augmentation layers
-        hog_members = None
-        if hybrid:
-            from .hog_member import save_members
-
-            hog_members = hybrid["members"]
-            save_members(partial / hybrid["description"]["file"], hog_members)
-        export_onnx(models, config.size, partial / ONNX_FILE, hog_members=hog_members)
+        added = save_members(partial, members, files)
+        export_onnx(members, config.size, partial / ONNX_FILE)
 
         val = dataset.load_split(data_dir, "val")
         val_pixels = np.asarray(val.pixels)
-        agreement = check_agreement(models, partial / ONNX_FILE, val_pixels[:64], hog_members=hog_members)
+        agreement = check_agreement(members, partial / ONNX_FILE, val_pixels[:64])
         if selection is None:
             # Thresholds and reported validation figures from the served graph on the validation split.
             probabilities, _ = run_onnx(onnx_session(partial / ONNX_FILE), val_pixels)
@@ -84,10 +84,9 @@ def write_artefact(config, models, training, selection, manifest, data_dir, hybr
         else:
             # Each image scored by the members that never saw its patient.
             probabilities, selection_labels = selection["probabilities"], selection["labels"]
-            members = " joined with HOG + logistic regression" if hybrid else ""
             selection_method = (
                 f"{'calibrated ' if config.calibrate else ''}out-of-fold predictions of {config.folds} "
-                f"patient-grouped folds of train + val{members}"
+                f"patient-grouped folds of train + val{members[0].described}"
             )
             fitted = {"train": np.unique(selection["patients"]), "val": np.array([], dtype=np.int64)}
             holdout_patients = selection["patients"]
@@ -128,7 +127,7 @@ def write_artefact(config, models, training, selection, manifest, data_dir, hybr
                     "cam_shape": list(agreement["cam_shape"][:2]),
                 },
                 "keras_files": files,
-                "hog": json_safe(hybrid["description"]) if hybrid else None,
+                **added,
                 "metrics": metrics,
                 "config": dataclasses.asdict(config),
                 "data_manifest": manifest,

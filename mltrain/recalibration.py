@@ -14,7 +14,8 @@ from diagnosis.artefact import read_metadata
 
 from .config import TrainingError, from_recorded
 from .folds import ensemble_selection, pooled_folds
-from .package import load_keras_models, write_artefact
+from .members import network_members
+from .package import write_artefact
 from .training import check_name_free, read_training_manifest
 
 # Manifest entries that must match for the folds to be the ones the members were trained on.
@@ -29,11 +30,13 @@ def recalibrate(directory, name, data_dir=None, activate=False):
     if metadata.get("config", {}).get("calibrate"):
         raise TrainingError(f"{metadata['name']} is already calibrated.")
     config, manifest = copy_config(metadata, name, data_dir, activate, calibrate=True)
-    members = load_keras_models(directory, metadata)
+    from .networks import load_networks
+
+    networks = load_networks(directory, metadata["keras_files"])
     pooled = pooled_folds(config.data_dir, config.folds, config.seed)
-    selection = ensemble_selection(members, pooled, calibrate=True)
+    selection = ensemble_selection(networks, pooled, calibrate=True)  # calibrates the networks' heads
     training = {**metadata["metrics"]["training"], "calibrated_from": metadata["name"]}
-    return write_artefact(config, members, training, selection, manifest, config.data_dir)
+    return write_artefact(config, network_members(networks), training, selection, manifest, config.data_dir)
 
 
 def copy_config(metadata, name, data_dir=None, activate=False, **changes):

@@ -10,31 +10,22 @@ from pathlib import Path
 
 from diagnosis.artefact import read_metadata
 from diagnosis.registry import register_model_version
-from diagnosis.serving import HOG_FILE, METADATA_FILE
+from diagnosis.serving import METADATA_FILE
 
 from .folds import check_members, fold_masks, out_of_fold, pooled_folds
 from .holdout import artefact_extras
-from .package import load_keras_models
+from .members import load_members
 from .recalibration import check_same_data, require_ensemble
 from .registry import artefact_directory
 
 
 def ensemble_out_of_fold(directory, metadata, pooled):
-    """Each pooled image scored by the member that left its fold out, calibrated as served."""
-    from .hog_member import load_members, member_probabilities
-    from .networks import predict
-
-    networks = load_keras_models(directory, metadata)
-    check_members(networks, pooled)
-    masks = fold_masks(pooled)
-    if metadata.get("hog"):
-        members = load_members(Path(directory) / metadata["hog"].get("file", HOG_FILE))
-        scores = [member_probabilities(network, member, pooled["pixels"][mask])
-                  for network, member, mask in zip(networks, members, masks)]
-    else:
-        # A calibrated ensemble's heads carry their calibration; an uncalibrated one is scored raw.
-        scores = [predict([network], pooled["pixels"][mask]) for network, mask in zip(networks, masks)]
-    return out_of_fold(pooled, scores)
+    """Each pooled image scored by the member that left its fold out, as served (a calibrated
+    ensemble's networks carry their calibration; an uncalibrated one is scored raw)."""
+    members = load_members(directory, metadata)
+    check_members(members, pooled)
+    pixels = pooled["pixels"]
+    return out_of_fold(pooled, [member.probabilities(pixels[mask]) for member, mask in zip(members, fold_masks(pooled))])
 
 
 def annotate(version, data_dir=None):

@@ -27,6 +27,7 @@ from . import dataset
 from .config import TrainingError
 from .fit import fit_network
 from .folds import ensemble_selection, fold_masks, pooled_folds
+from .members import network_members
 from .package import keras_backend, write_artefact
 
 
@@ -61,7 +62,7 @@ def train(config, stdout=None, verbosity=1, force=False):
         "backend": keras_backend(),
         "fits": fits,
     }
-    return write_artefact(config, models, training, selection, manifest, data_dir, force=force)
+    return write_artefact(config, network_members(models), training, selection, manifest, data_dir, force=force)
 
 
 def train_multilabel(config, data_dir, stream, verbosity):

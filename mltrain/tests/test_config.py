@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError
 
+from diagnosis.serving import METADATA_FILE
 from mltrain.config import TrainConfig, TrainingError, add_arguments, from_options, from_recorded
 from mltrain.management.commands.train import Command
 
@@ -68,7 +69,7 @@ def test_config_refuses_bad_options_with_their_message(changes, message):
 
 
 def test_the_shipped_models_recorded_configuration_reads_back():
-    recorded = json.loads((DEFAULT_MODEL / "metadata.json").read_text())["config"]
+    recorded = json.loads((DEFAULT_MODEL / METADATA_FILE).read_text())["config"]
     assert {"auxiliary", "mixup", "repeats", "lr_patience"} <= set(recorded)  # written by an older version
 
     config = from_recorded(recorded, name="copy")

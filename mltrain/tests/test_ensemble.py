@@ -9,12 +9,14 @@ from django.core.management import call_command
 
 from diagnosis.artefact import read_metadata
 from diagnosis.findings import FINDINGS
+from diagnosis.serving import HOLDOUT_FILE, ONNX_FILE, PATIENTS_FILE
 from mltrain import registry, training
 from mltrain.batches import batches
 from mltrain.config import TrainConfig, TrainingError
 from mltrain.evaluation import EvaluationError, evaluate
 from mltrain.folds import patient_folds
-from mltrain.package import keras_files, load_keras_models
+from mltrain.members import load_members
+from mltrain.package import keras_files
 from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
 
 
@@ -95,9 +97,9 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
     assert sorted(fits) == ["fold 1", "fold 2"]
     assert sum(fit["held_out_images"] for fit in fits.values()) == pooled
 
-    members = load_keras_models(directory, metadata)
+    members = [member.network for member in load_members(directory, metadata)]
     pixels = np.load(data_dir / "test_pixels.npy")
-    probabilities, cams = run_onnx(onnx_session(directory / "model.onnx"), pixels)
+    probabilities, cams = run_onnx(onnx_session(directory / ONNX_FILE), pixels)
     images = pixels.astype(np.float32)[..., None]
     expected = np.mean([m.predict(images, verbose=0) for m in members], axis=0)
     assert probabilities.shape == (len(pixels), len(FINDINGS)) and cams.shape[-1] == len(FINDINGS)
@@ -105,7 +107,7 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
     assert not np.allclose(members[0].predict(images, verbose=0), members[1].predict(images, verbose=0))
 
     # Every validation patient was trained on, so the validation split can no longer be scored as unseen.
-    recorded = json.loads((directory / "patients.json").read_text())
+    recorded = json.loads((directory / PATIENTS_FILE).read_text())
     assert recorded["val"] == [] and len(recorded["train"]) == pooled
     with pytest.raises(EvaluationError, match="The val split shares 20 patient"):
         evaluate(version, split="val", data_dir=data_dir)
@@ -114,11 +116,11 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
 
     # manage.py holdout rebuilds the same out-of-fold scores from the recorded folds, and with them
     # the same reliability and thresholds.
-    with np.load(directory / "holdout_scores.npz") as stored:
+    with np.load(directory / HOLDOUT_FILE) as stored:
         written = {key: stored[key] for key in ("probabilities", "labels", "patients")}
     assert written["probabilities"].shape == (pooled, len(FINDINGS))
     call_command("holdout", "--version", "cv", verbosity=0, stdout=io.StringIO())
-    with np.load(directory / "holdout_scores.npz") as stored:
+    with np.load(directory / HOLDOUT_FILE) as stored:
         np.testing.assert_allclose(stored["probabilities"], written["probabilities"], atol=1e-6)
         np.testing.assert_array_equal(stored["patients"], written["patients"])
     version.refresh_from_db()

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from diagnosis.findings import FINDINGS
+from diagnosis.serving import ONNX_FILE
 from mltrain import dataset
 from mltrain.export import AGREEMENT_TOLERANCE, export_onnx, onnx_session, run_onnx
 from mltrain.fit import callbacks_module, fit_network
+from mltrain.members import NetworkMember
 from mltrain.networks import StandardiseImage, WeightedBinaryCrossentropy, build_model, predict
 from mltrain.tests.test_train import SIZE, make_preprocessed, tiny_config
 
@@ -81,7 +83,7 @@ def test_options_are_trained_and_served_as_configured(tmp_path):
     assert isinstance(network.get_layer("normalise"), StandardiseImage)
     assert fit["epochs_run"] == 2
 
-    path = export_onnx([network], SIZE, tmp_path / "model.onnx")
+    path = export_onnx([NetworkMember(network)], SIZE, tmp_path / ONNX_FILE)
     served, _ = run_onnx(onnx_session(path), val.pixels)
     assert np.abs(served - predict([network], val.pixels)).max() < AGREEMENT_TOLERANCE
 

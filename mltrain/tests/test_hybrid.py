@@ -8,10 +8,13 @@ from django.core.management import CommandError, call_command
 
 from diagnosis.artefact import read_metadata
 from diagnosis.findings import FINDINGS
+from diagnosis.serving import (
+    CAMS, HOG_FILE, HOLDOUT_FILE, INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, PROBABILITIES, run_batch,
+)
 from mltrain import hog, hog_member, registry, training
-from mltrain.folds import pooled_folds
-from mltrain.package import load_keras_models
 from mltrain.evaluation import evaluate
+from mltrain.folds import pooled_folds
+from mltrain.members import load_members
 from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
 
 
@@ -55,7 +58,7 @@ def test_a_network_whose_logits_do_not_move_is_left_out_of_the_score():
 
     np.testing.assert_array_equal(hog_member.network_weights(logits), [hog_member.WEIGHT, 0.0])
 
-    member = hog_member.HogMember(
+    member = hog_member.HogPart(
         weights=np.zeros((3, 2)), biases=np.zeros(2), hog_centre=np.array([1.0, 1.0]), hog_scale=np.array([2.0, 2.0]),
         cnn_centre=np.array([0.0, 0.3]), cnn_scale=np.array([2.0, 1e-3]), cnn_weight=hog_member.network_weights(logits),
     )
@@ -86,10 +89,10 @@ def test_addhog_serves_each_network_joined_with_its_folds_hog_regression(tmp_pat
         "folds of train + val joined with HOG"
     )
     # manage.py holdout rebuilds the joined members' out-of-fold scores as addhog computed them.
-    with np.load(directory / "holdout_scores.npz") as stored:
+    with np.load(directory / HOLDOUT_FILE) as stored:
         written = stored["probabilities"]
     call_command("holdout", "--version", "cv-hog", verbosity=0)
-    with np.load(directory / "holdout_scores.npz") as stored:
+    with np.load(directory / HOLDOUT_FILE) as stored:
         np.testing.assert_allclose(stored["probabilities"], written, atol=1e-5)
     assert set(metadata["thresholds"]) == set(FINDINGS)
     pooled = SPLIT_COUNTS["train"] + SPLIT_COUNTS["val"]
@@ -97,23 +100,24 @@ def test_addhog_serves_each_network_joined_with_its_folds_hog_regression(tmp_pat
     assert edema["positives"] + edema["negatives"] == pooled
 
     # Each member's HOG part was fitted without the fold its network left out.
-    members = hog_member.load_members(directory / "hog.npz")
-    networks = load_keras_models(directory, metadata)
+    members = load_members(directory, metadata)
+    assert [type(member) for member in members] == [hog_member.HybridMember] * 2
+    parts = hog_member.load_parts(directory / HOG_FILE)
     pooled_data = pooled_folds(data_dir, 2, metadata["config"]["seed"])
     features = hog.hog(pooled_data["pixels"])
     fitting = pooled_data["fold_of"] != 0
     weights, biases = hog.fit_linear(features[fitting], pooled_data["labels"][fitting], 0.01)
-    np.testing.assert_allclose(members[0].weights, weights)
-    np.testing.assert_allclose(members[0].biases, biases)
-    assert members[0].weights.shape == (3 * 3 * 36, len(FINDINGS))
+    np.testing.assert_allclose(parts[0].weights, weights)
+    np.testing.assert_allclose(parts[0].biases, biases)
+    assert parts[0].weights.shape == (3 * 3 * 36, len(FINDINGS))
 
     # The one ONNX graph computes HOG and both parts; its maps are the networks' own.
     pixels = np.load(data_dir / "test_pixels.npy")
-    probabilities, cams = run_onnx(onnx_session(directory / "model.onnx"), pixels)
-    expected = hog_member.served_probabilities(networks, members, pixels)
+    probabilities, cams = run_onnx(onnx_session(directory / ONNX_FILE), pixels)
+    expected = np.mean([member.probabilities(pixels) for member in members], axis=0)
     assert probabilities.shape == (len(pixels), len(FINDINGS))
     assert np.max(np.abs(probabilities - expected)) <= AGREEMENT_TOLERANCE
-    _, network_cams = keras_outputs(networks, pixels)
+    _, network_cams = keras_outputs(members, pixels)
     np.testing.assert_allclose(cams, network_cams, atol=1e-4 * np.abs(network_cams).max())
     report = evaluate(version, split="test", data_dir=data_dir)
     assert report["images"] == SPLIT_COUNTS["test"]
@@ -141,15 +145,15 @@ def test_the_joined_graph_does_work_shared_by_its_members_once():
     def member(scale):
         # image -> Abs -> times 2 (the same in every member) -> times / plus its own scale
         nodes = [
-            helper.make_node("Abs", ["image"], ["a"]),
+            helper.make_node("Abs", [INPUT_NAME], ["a"]),
             helper.make_node("Mul", ["a", "two"], ["b"]),
-            helper.make_node("Mul", ["b", "scale"], ["probabilities"]),
-            helper.make_node("Add", ["b", "scale"], ["cams"]),
+            helper.make_node("Mul", ["b", "scale"], [PROBABILITIES]),
+            helper.make_node("Add", ["b", "scale"], [CAMS]),
         ]
         constants = [numpy_helper.from_array(np.array(2.0, np.float32), "two"),
                      numpy_helper.from_array(np.array(scale, np.float32), "scale")]
-        image = helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, [None, 3])
-        outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [None, 3]) for name in ("probabilities", "cams")]
+        image = helper.make_tensor_value_info(INPUT_NAME, onnx.TensorProto.FLOAT, [None, 3])
+        outputs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, [None, 3]) for name in OUTPUT_NAMES]
         graph = helper.make_graph(nodes, "member", [image], outputs, initializer=constants)
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -162,6 +166,26 @@ def test_the_joined_graph_does_work_shared_by_its_members_once():
     path = Path(pytest.importorskip("tempfile").mkdtemp()) / "joined.onnx"
     onnx.save(joined, str(path))
     image = np.array([[-1.0, 2.0, -3.0]], np.float32)
-    probabilities, cams = onnx_session(path).run(["probabilities", "cams"], {"image": image})
+    probabilities, cams = run_batch(onnx_session(path), image)
     np.testing.assert_allclose(probabilities, np.abs(image) * 2 * (1.0 + 3.0) / 2)
     np.testing.assert_allclose(cams, np.abs(image) * 2 + (1.0 + 3.0) / 2)
+
+
+@pytest.mark.slow
+def test_the_shipped_models_members_give_what_its_graph_serves():
+    from mltrain.export import AGREEMENT_TOLERANCE, keras_outputs, onnx_session, run_onnx
+
+    directory = Path(__file__).resolve().parents[2] / "models" / "default"
+    metadata = read_metadata(directory)
+    members = load_members(directory, metadata)
+    assert [type(member) for member in members] == [hog_member.HybridMember] * len(metadata["keras_files"])
+    size = metadata["input_size"]
+    rng = np.random.default_rng(0)
+    gradient = np.add.outer(np.arange(size), np.arange(size)).astype(np.uint8)
+    pixels = np.stack([gradient, gradient.T, rng.integers(0, 256, (size, size)).astype(np.uint8)])
+
+    probabilities, cams = keras_outputs(members, pixels)
+    served, served_cams = run_onnx(onnx_session(directory / ONNX_FILE), pixels)
+
+    assert np.max(np.abs(probabilities - served)) <= AGREEMENT_TOLERANCE
+    np.testing.assert_allclose(cams, served_cams, atol=AGREEMENT_TOLERANCE * 10 * np.abs(served_cams).max())
