@@ -266,6 +266,7 @@ def probe_build_mobilenet(args):
     from diagnosis.artefact import write_metadata
     from diagnosis.findings import FINDINGS
     from mltrain.export import export_onnx
+    from mltrain.members import NetworkMember
     from mltrain.networks import build_model
 
     config = SimpleNamespace(
@@ -274,7 +275,7 @@ def probe_build_mobilenet(args):
     directory = Path(args.artefact)
     directory.mkdir(parents=True)
     model = build_model(config, outputs=len(FINDINGS))
-    export_onnx([model], config.size, directory / "model.onnx")
+    export_onnx([NetworkMember(model)], config.size, directory / "model.onnx")
     write_metadata(
         directory,
         {

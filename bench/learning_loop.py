@@ -150,7 +150,8 @@ def read_as_a_clinic(rows, paths, names):
 
 
 def train_version(data_dir, name, args, out):
-    from mltrain.training import TrainConfig, train
+    from mltrain.config import TrainConfig
+    from mltrain.training import train
 
     config = TrainConfig(
         strategy="multilabel", size=args.size, epochs=args.epochs, patience=args.patience, seed=args.seed,

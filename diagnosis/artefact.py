@@ -1,6 +1,6 @@
 """The on-disk format of a trained model version, shared by ``mltrain train`` and the web app.
 
-A model version is a directory::
+A model version is a directory (the file and tensor names are ``diagnosis.serving``'s)::
 
     metadata.json   format_version, name, strategy, findings (in order), thresholds,
                     input_size, serving (file, input and output names), keras_files,
@@ -12,8 +12,9 @@ A model version is a directory::
                     the source of ``reliability``, ``operating_point`` and ``thresholds``
     guard.npz       the input guard fitted on the training images (``diagnosis.guard``)
     MODEL_CARD.md   optional: training data, intended use, figures, limitations
-    hog.npz         only for an ensemble joined with HOG + logistic regression (``mltrain.hybrid``):
-                    each member's regression, standardisers and calibration, for checks and reuse
+    patients.json   the patients the model trained on ("train") and selected it on ("val")
+    hog.npz         only for an ensemble joined with HOG + logistic regression (``mltrain.hog_member``):
+                    each member's regression, standardisers and calibration, served inside model.onnx
 
 The serving model takes ``image``: float32 [N, S, S, 1] holding the uint8 pixels of
 ``diagnosis.imaging.to_model_pixels`` (0..255; normalisation is inside the model) and returns
@@ -30,10 +31,9 @@ from pathlib import Path
 from django.conf import settings
 
 from .findings import FINDINGS
+from .serving import METADATA_FILE, MODEL_CARD_FILE, ONNX_FILE
 
 FORMAT_VERSION = 1
-METADATA_FILE = "metadata.json"
-MODEL_CARD_FILE = "MODEL_CARD.md"
 
 
 class ArtefactError(Exception):
@@ -70,7 +70,7 @@ def read_metadata(location):
     missing = [name for name in FINDINGS if name not in metadata.get("thresholds", {})]
     if missing:
         raise ArtefactError(f"Model artefact {directory} has no threshold for {', '.join(missing)}.")
-    serving = directory / metadata.get("serving", {}).get("file", "model.onnx")
+    serving = directory / metadata.get("serving", {}).get("file", ONNX_FILE)
     if not serving.is_file():
         raise ArtefactError(f"Model artefact {directory} has no serving model ({serving.name}).")
     return metadata

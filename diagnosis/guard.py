@@ -28,7 +28,8 @@ import zlib
 
 import numpy as np
 
-GUARD_FILE = "guard.npz"
+from .serving import GUARD_FILE
+
 REFUSAL_MESSAGE = "This does not look like a frontal chest X-ray, so it was not scored."
 
 FORMAT_VERSION = 1

@@ -2,12 +2,11 @@
 
 The model is loaded on first use, once per process and per version, from the active
 ``ModelVersion`` (never at import time or in ``AppConfig.ready()``). Serving uses ONNX Runtime
-on the artefact's exported ``model.onnx``, so a web process never imports TensorFlow.
+on the artefact's exported graph (``diagnosis.serving``), so a web process never imports TensorFlow.
 Activating another version takes effect on the next upload, without a restart.
 """
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ import numpy as np
 from .artefact import ArtefactError, read_metadata, resolve
 from .guard import InputGuard
 from .imaging import to_model_pixels
+from .serving import INPUT_NAME, ONNX_FILE, open_session, run_batch
 
 logger = logging.getLogger(__name__)
 
@@ -35,25 +35,15 @@ class Predictor:
     """A loaded serving model: ``predict`` takes PIL images and returns ``Scores``."""
 
     def __init__(self, location, threads=None):
-        import onnxruntime
-
         self.metadata = read_metadata(location)
         self.input_size = int(self.metadata["input_size"])
         serving = self.metadata.get("serving", {})
-        options = onnxruntime.SessionOptions()
-        # One request at a time per thread: intra-op threads give latency, not throughput.
-        options.intra_op_num_threads = threads or int(os.environ.get("DISPREDO_INFERENCE_THREADS", "2"))
-        options.inter_op_num_threads = 1
-        # Spinning threads would keep burning the cores the next upload's PNG decode needs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        path = resolve(location) / serving.get("file", "model.onnx")
+        path = resolve(location) / serving.get("file", ONNX_FILE)
         try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self.session = open_session(path, threads)
         except Exception as exc:  # ONNX Runtime raises its own classes, not OSError/ValueError.
             raise ArtefactError(f"Cannot load the serving model {path}: {exc}") from exc
-        self.input_name = serving.get("input", "image")
+        self.input_name = serving.get("input", INPUT_NAME)
         self.guard = None
         if self.metadata.get("guard"):
             try:
@@ -71,9 +61,9 @@ class Predictor:
 
     def predict_pixels(self, batch):
         """Scores for a uint8 batch [N, S, S]."""
-        feed = {self.input_name: np.asarray(batch, dtype=np.float32)[..., np.newaxis]}
+        batch = np.asarray(batch, dtype=np.float32)[..., np.newaxis]
         try:
-            probabilities, cams = self.session.run(["probabilities", "cams"], feed)
+            probabilities, cams = run_batch(self.session, batch, self.input_name)
         except Exception as exc:  # ONNX Runtime's own error classes
             raise RuntimeError(f"The model failed on this image: {exc}") from exc
         return [Scores(p, c) for p, c in zip(probabilities, cams)]

@@ -17,8 +17,8 @@ import numpy as np
 from .artefact import ArtefactError, read_metadata, resolve
 from .findings import DISPLAY_NAMES, FINDINGS
 from .reliability import LEVEL, ROUNDS, interval, patient_weights, weighted_auroc
+from .serving import PATIENTS_FILE
 
-PATIENTS_FILE = "patients.json"  # written by mltrain.training next to the metadata
 LEFT_OUT = -1  # a label for "no answer for this finding on this image" (e.g. not assessable)
 
 

@@ -10,6 +10,7 @@ from .artefact import read_metadata, resolve
 from .findings import FINDINGS
 from .models import ModelVersion, Prediction
 from .reliability import check_specificity, load_holdout, operating_point
+from .serving import METADATA_FILE
 
 
 def relative_location(directory):
@@ -53,7 +54,7 @@ def install_default_model():
     Returns the version, or None when the repository has no default model.
     """
     directory = settings.DISPREDO_DEFAULT_MODEL_DIR
-    if not (directory / "metadata.json").is_file():
+    if not (directory / METADATA_FILE).is_file():
         return None
     version = register_model_version(directory, activate=not ModelVersion.objects.filter(is_active=True).exists())
     # The shipped model comes evaluated: show its reports on the admin page as evaluate would.

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from .findings import FINDINGS
+from .serving import HOLDOUT_FILE
 
-HOLDOUT_FILE = "holdout_scores.npz"
 RELIABILITY_FLOOR = 0.6
 DEFAULT_SPECIFICITY = 0.95
 LEVEL = 0.95

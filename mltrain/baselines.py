@@ -5,17 +5,17 @@ AP/PA view).
     python -m mltrain.baselines --data var/mltrain/preprocessed-64 [--features hog|thumbnail|attributes]
         [--model models/default] [--folds 5]
 
-The issue's reference points (plain MobileNet about 0.62, HOG + logistic regression about 0.61)
-were measured on someone else's held-out patients; on a test split of 137 patients a method's
-mean AUROC moves by several hundredths with the split alone. This scores the classical baseline on
-Dispredo's own split so the shipped model is compared on the same patients. The regularisation
+A method's mean AUROC moves with the held-out patients, so this scores the classical baseline on
+Dispredo's own split and the shipped model is compared on the same patients. The regularisation
 strength is chosen on the validation split, the final fit uses train + val, and the test split is
 scored once. With ``--model``, that artefact's served graph is scored on the same test images and
-the difference in mean AUROC gets a paired 95 % patient-bootstrap interval.
+the difference in mean AUROC gets a paired 95 % patient-bootstrap interval. With ``--folds K`` the
+baseline is also scored out of fold on the patient-grouped folds ``manage.py train --folds K`` cuts.
 
 ``--features thumbnail`` asks how far the coarse layout of brightness goes (lung fields, heart
-size, effusions change it). ``--features attributes`` asks how far age, sex and view alone go: the images' share of a model's
-figure is what it adds beyond them. The served model never sees these attributes.
+size, effusions change it). ``--features attributes`` asks how far age, sex and view alone go: the
+images' share of a model's figure is what it adds beyond them. The served model never sees these
+attributes.
 """
 
 import argparse
@@ -24,37 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-CELL = 8  # pixels per HOG cell side
-BINS = 9  # unsigned orientations over 0..180 degrees
+from .config import TrainingError
+from .hog import choose_strength, fit_predict, hog
+
 THUMBNAIL = 16  # cells per side of the thumbnail
+AGE_CENTRE, AGE_SCALE = 50.0, 20.0  # attributes: age in years to about -2..2
 FEATURES = ("hog", "thumbnail", "attributes")
-# Logistic regression C, chosen on validation: HOG's 1,764 features want the low end, the
-# thumbnail's 256 the high one.
-STRENGTHS = (0.000003, 0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
-
-
-def hog(pixels, cell=CELL, bins=BINS):
-    """HOG descriptors of uint8 ``pixels`` [N, S, S]: gradient-orientation histograms per cell,
-    L2-Hys normalised over 2x2-cell blocks (Dalal and Triggs). Returns float32 [N, features]."""
-    images = np.asarray(pixels, dtype=np.float32)
-    gy, gx = np.gradient(images, axis=(1, 2))
-    magnitude = np.hypot(gx, gy)
-    orientation = np.rad2deg(np.arctan2(gy, gx)) % 180.0
-    count, size = images.shape[0], images.shape[1] // cell * cell
-    cells = size // cell
-    magnitude, orientation = magnitude[:, :size, :size], orientation[:, :size, :size]
-    which = np.minimum((orientation / (180.0 / bins)).astype(int), bins - 1)
-    histograms = np.zeros((count, cells, cells, bins), dtype=np.float32)
-    for b in range(bins):
-        weighted = np.where(which == b, magnitude, 0.0)
-        histograms[..., b] = weighted.reshape(count, cells, cell, cells, cell).sum(axis=(2, 4))
-    blocks = np.concatenate(
-        [histograms[:, i : i + cells - 1, j : j + cells - 1] for i in (0, 1) for j in (0, 1)], axis=-1
-    )  # [N, cells-1, cells-1, 4 * bins]
-    blocks /= np.sqrt((blocks**2).sum(axis=-1, keepdims=True) + 1e-6)
-    blocks = np.minimum(blocks, 0.2)
-    blocks /= np.sqrt((blocks**2).sum(axis=-1, keepdims=True) + 1e-6)
-    return blocks.reshape(count, -1)
 
 
 def thumbnail(pixels, cells=THUMBNAIL):
@@ -67,67 +42,32 @@ def thumbnail(pixels, cells=THUMBNAIL):
     return blocks.mean(axis=(2, 4)).reshape(count, -1)
 
 
+def image_attributes(data_dir, names):
+    """Age (standardised), male and AP of the images ``names`` [N, 3], read from the label file of the
+    NIH folder the preprocessed data in ``data_dir`` came from."""
+    from . import dataset, nih
+
+    source = dataset.read_manifest(data_dir).get("source")
+    try:
+        attributes = nih.read_image_attributes(nih.find_label_file(source), [str(n) for n in names])
+    except (nih.NihDataError, TypeError) as exc:
+        raise TrainingError(f"--features attributes needs the NIH label file the data came from ({source}): {exc}") from exc
+    attributes = np.array(attributes, dtype=np.float32, copy=True).reshape(-1, 3)
+    attributes[:, 0] = (attributes[:, 0] - AGE_CENTRE) / AGE_SCALE
+    return attributes
+
+
 def features_of(kind, data_dir, pixels, names):
     """The baseline's features of the images ``pixels`` [N, S, S] named ``names``: their HOG, their
-    thumbnail, or the label file's age, age squared, sex and view (``training.image_attributes``)."""
+    thumbnail, or the label file's age, age squared, sex and view (``image_attributes``)."""
     if kind == "hog":
         return hog(pixels)
     if kind == "thumbnail":
         return thumbnail(pixels)
     if kind == "attributes":
-        from .training import image_attributes
-
-        recorded = image_attributes(data_dir, names, needed_by="--features attributes")
+        recorded = image_attributes(data_dir, names)
         return np.column_stack([recorded, recorded[:, :1] ** 2])
     raise ValueError(f"Unknown features {kind!r}; choose from {', '.join(FEATURES)}.")
-
-
-def fit_linear(features, labels, strength):
-    """One balanced logistic regression per finding on standardised ``features``, as a linear map
-    on the raw features: ``(weights [F, K], biases [K])`` whose ``features @ weights + biases`` are the
-    logits. A finding with one class in ``labels`` gets zero weights (probability 0.5)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    features = np.asarray(features, dtype=np.float64)
-    weights = np.zeros((features.shape[1], labels.shape[1]))
-    biases = np.zeros(labels.shape[1])
-    scaler = StandardScaler().fit(features)
-    standardised = scaler.transform(features)
-    for finding in range(labels.shape[1]):
-        if labels[:, finding].min() == labels[:, finding].max():
-            continue
-        model = LogisticRegression(C=strength, class_weight="balanced", max_iter=3000)
-        model.fit(standardised, labels[:, finding])
-        # (x - mean) / scale . w + b  ==  x . (w / scale) + (b - mean / scale . w)
-        weights[:, finding] = model.coef_[0] / scaler.scale_
-        biases[finding] = model.intercept_[0] - np.dot(scaler.mean_ / scaler.scale_, model.coef_[0])
-    return weights, biases
-
-
-def fit_predict(features, labels, scored, strength):
-    """Probabilities for ``scored`` from ``fit_linear`` on ``features``."""
-    weights, biases = fit_linear(features, labels, strength)
-    return 1.0 / (1.0 + np.exp(-(np.asarray(scored, dtype=np.float64) @ weights + biases)))
-
-
-def choose_strength(data_dir, stream=None, splits=None, features=None):
-    """``(strength, {strength: validation mean AUROC})``: the regularisation that scores best on the
-    validation split when fitted on the training split. ``splits`` and their ``features`` (default
-    HOG), when the caller has them already, save loading and computing them again."""
-    from . import dataset
-    from .metrics import mean_auroc, per_finding_auroc
-
-    splits = splits or {name: dataset.load_split(data_dir, name) for name in ("train", "val")}
-    features = features or {name: hog(splits[name].pixels) for name in ("train", "val")}
-    labels = {name: np.asarray(splits[name].labels) for name in ("train", "val")}
-    by_strength = {}
-    for strength in STRENGTHS:
-        scores = fit_predict(features["train"], labels["train"], features["val"], strength)
-        by_strength[strength] = mean_auroc(per_finding_auroc(labels["val"], scores))
-        if stream:
-            stream.write(f"C={strength}: validation mean AUROC {by_strength[strength]:.3f}\n")
-    return max(by_strength, key=by_strength.get), by_strength
 
 
 def linear_baseline(data_dir, stream=None, kind="hog"):
@@ -157,10 +97,10 @@ def linear_baseline(data_dir, stream=None, kind="hog"):
 def cross_validated(data_dir, strength, folds=5, seed=0, kind="hog"):
     """Out-of-fold figures of the baseline at ``strength`` on the patient-grouped folds of train + val
     that ``manage.py train --folds`` cuts with ``seed``: the comparison with an ensemble's own
-    out-of-fold figures, on 1,413 images instead of the test split's 239. Returns
+    out-of-fold figures, on every train + val image. Returns
     ``{"fold_mean_auroc": [...], "pooled_mean_auroc", "scores"}``."""
+    from .folds import pooled_folds
     from .metrics import mean_auroc, per_finding_auroc
-    from .training import pooled_folds
 
     pooled = pooled_folds(data_dir, folds, seed)
     features = features_of(kind, data_dir, pooled["pixels"], pooled["names"])
@@ -201,8 +141,6 @@ def compare(model_dir, data_dir, baseline_scores):
 
 def main(argv=None):
     import sys
-
-    from .training import TrainingError
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="A preprocessed directory (manage.py preprocess).")

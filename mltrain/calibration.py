@@ -12,7 +12,7 @@ scores (one member's scale per image) do not fit the served mean. So, per member
 
 Step 2 is the same monotone map for every image, so the pooled out-of-fold AUROC measures the
 aligned scores without having used any fold's labels to adjust that fold (fitting a map per fold
-would: with a handful of positives per fold it inflated the pooled figure from 0.61 to 0.70).
+would, and with a handful of positives per fold it inflates the pooled figure).
 
 A member's output becomes ``sigmoid(slope * (z - centre) / scale + intercept)`` for its logit ``z``,
 and since ``z = features . w + b`` that is the same network with the head's kernel column times
@@ -24,7 +24,7 @@ import numpy as np
 
 EPSILON = 1e-6
 MIN_SCALE = 1e-3  # a member whose logits barely move keeps them rather than blowing them up
-# Logistic regression on one feature; mild regularisation keeps rare findings (Hernia: 16 positives) sane.
+# Logistic regression on one feature; mild regularisation keeps the maps of rare findings sane.
 REGULARISATION_C = 1.0
 
 
@@ -85,8 +85,8 @@ def fit_ensemble(held_out_probabilities, held_out_labels, member_folds=None):
 
     ``held_out_probabilities``: one [n_f, K] array per member, on its fold's images;
     ``held_out_labels``: one [n_f, K] array per fold; ``member_folds``: each member's fold (default:
-    member i left out fold i). Members that share a fold (``train --repeats``) are standardised
-    each on its own and averaged before the shared map is fitted, as serving averages them.
+    member i left out fold i). Members that share a fold are standardised each on its own and
+    averaged before the shared map is fitted, as serving averages them.
 
     Returns ``(heads, calibrated, figures)``: per member the ``(slopes, intercepts)`` for
     ``calibrate_head``; per fold its images' calibrated probabilities (the mean over the fold's

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from diagnosis.artefact import read_metadata
 from diagnosis.findings import DISPLAY_NAMES, FINDINGS
+from diagnosis.serving import PATIENTS_FILE
 
 from . import dataset
 from .export import onnx_session, run_onnx
@@ -33,7 +34,6 @@ from .metrics import (
     per_finding_auroc,
 )
 from .registry import artefact_directory
-from .training import PATIENTS_FILE
 
 ENGINE = "onnxruntime"
 

@@ -1,25 +1,22 @@
-"""Export trained Keras networks to the one ONNX serving graph the web app runs.
+"""Export a model's members (``mltrain.members``) to the one ONNX serving graph the web app runs.
 
-The graph (see ``diagnosis.artefact``) takes ``image`` float32 [N, S, S, 1] of raw pixels 0..255
-and returns ``probabilities`` [N, 14] and ``cams`` [N, h, w, 14]. A multilabel network gives all
-14 columns; for per-finding, the 14 binary networks are combined into one graph, each giving
-its own column of both outputs; for a cross-validated ensemble of multilabel networks, the graph
-averages their probabilities and their CAMs.
+The graph (``diagnosis.serving``) takes ``image`` float32 [N, S, S, 1] of raw pixels 0..255 and
+returns ``probabilities`` [N, 14] and ``cams`` [N, h, w, 14]. Each member gives its own subgraph
+(``Member.serving_function``). One multilabel member gives all 14 columns; 14 one-output members
+(per-finding) each give their own column of both outputs; the members of a cross-validated
+ensemble (14 outputs each) are averaged.
 """
 
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from diagnosis.findings import FINDINGS
+from diagnosis.serving import INPUT_NAME, OUTPUT_NAMES, open_session, run_batch
 
-from .networks import class_activation_maps, features_and_probabilities
+from .networks import class_activation_maps, features_and_logits
 
-ONNX_FILE = "model.onnx"
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("probabilities", "cams")
 OPSET = 17
 
 # Exported and Keras probabilities must agree to within this (absolute); tests check it.
@@ -30,61 +27,32 @@ class ExportError(Exception):
     """The exported graph does not reproduce the Keras networks."""
 
 
-def combination(models):
-    """How the networks' outputs make the 14 columns: ``"mean"`` for an ensemble of 14-unit networks,
-    ``"concat"`` otherwise (one multilabel network, or 14 one-unit per-finding networks)."""
-    models = list(models)
-    if len(models) > 1 and all(model.output_shape[-1] == len(FINDINGS) for model in models):
+def combination(members):
+    """How the members' outputs make the 14 columns: ``"mean"`` for an ensemble of 14-output members,
+    ``"concat"`` otherwise (one multilabel member, or 14 one-output per-finding members)."""
+    members = list(members)
+    if len(members) > 1 and all(member.network.output_shape[-1] == len(FINDINGS) for member in members):
         return "mean"
     return "concat"
 
 
 def combine(arrays, how):
-    """Join per-network outputs (each [..., K]) the way ``combination`` says."""
+    """Join per-member outputs (each [..., K]) the way ``combination`` says."""
     return np.mean(arrays, axis=0) if how == "mean" else np.concatenate(arrays, axis=-1)
 
 
-def serving_function(models, size):
-    """A tf.function image -> {"probabilities", "cams"} over one 14-unit model or 14 one-unit models."""
-    import tensorflow as tf
+def export_onnx(members, size, path):
+    """Write the serving graph of ``members`` to ``path`` (an ONNX file); return ``path``.
 
-    models = list(models)
-
-    def serve(image):
-        probabilities, cams = [], []
-        for model in models:
-            features, probs = features_and_probabilities(model, image)
-            probabilities.append(probs)
-            cams.append(class_activation_maps(model, features))
-        return {
-            "probabilities": tf.identity(tf.concat(probabilities, axis=-1), name="probabilities"),
-            "cams": tf.identity(tf.concat(cams, axis=-1), name="cams"),
-        }
-
-    spec = tf.TensorSpec((None, size, size, 1), tf.float32, name=INPUT_NAME)
-    # autograph=False: trace the Python loop as it is; autograph would re-read this source from disk.
-    return tf.function(serve, input_signature=(spec,), autograph=False), spec
-
-
-def export_onnx(models, size, path, hog_members=None):
-    """Write the serving graph of ``models`` to ``path`` (an ONNX file); return ``path``.
-    With ``hog_members`` (``mltrain.hybrid``), each network is served with its HOG part.
-
-    One model converts directly. Several convert one by one, and their graphs are joined into one
-    that feeds ``image`` to each and concatenates (per-finding) or averages (ensemble) their
-    outputs: converting many networks as one TensorFlow function is far slower in tf2onnx.
+    Each member converts on its own, and several are joined into one graph that feeds ``image`` to
+    each and concatenates (per-finding) or averages (ensemble) their outputs: converting many
+    networks as one TensorFlow function is far slower in tf2onnx.
     """
     import onnx
 
-    models = list(models)
-    if hog_members:
-        from .hybrid import member_serving_function
-
-        protos = [_convert_function(*member_serving_function(model, member, size))
-                  for model, member in zip(models, hog_members)]
-    else:
-        protos = [_convert_function(*serving_function([model], size)) for model in models]
-    proto = protos[0] if len(protos) == 1 else _join(protos, combination(models))
+    members = list(members)
+    protos = [_convert_function(*member.serving_function(size)) for member in members]
+    proto = protos[0] if len(protos) == 1 else _join(protos, combination(members))
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return Path(path)
@@ -173,14 +141,8 @@ def _shared_once(nodes, initializers):
 
 
 def onnx_session(path, threads=None):
-    """An ONNX Runtime session on ``path`` (CPU)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    threads = threads or min(2, os.cpu_count() or 1)
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    """An ONNX Runtime session on ``path``, opened as the web app opens it (``diagnosis.serving``)."""
+    return open_session(path, threads)
 
 
 def run_onnx(session, pixels, batch_size=64):
@@ -188,54 +150,48 @@ def run_onnx(session, pixels, batch_size=64):
     probabilities, cams = [], []
     for start in range(0, len(pixels), batch_size):
         batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)[..., None]
-        probs, maps = session.run(list(OUTPUT_NAMES), {INPUT_NAME: batch})
+        probs, maps = run_batch(session, batch)
         probabilities.append(probs)
         cams.append(maps)
     return np.concatenate(probabilities), np.concatenate(cams)
 
 
-def keras_outputs(models, pixels, batch_size=64):
-    """The Keras networks' ``(probabilities, cams)`` for ``pixels`` [N, S, S], run eagerly layer by layer."""
-    how = combination(models)
-    probabilities, cams = [], []
+def network_cams(network, pixels, batch_size=64):
+    """A network's class activation maps for ``pixels`` [N, S, S], run eagerly layer by layer."""
+    maps = []
     for start in range(0, len(pixels), batch_size):
         batch = np.asarray(pixels[start : start + batch_size], dtype=np.float32)[..., None]
-        probs, maps = [], []
-        for model in models:
-            features, p = features_and_probabilities(model, batch)
-            probs.append(np.asarray(p))
-            maps.append(np.asarray(class_activation_maps(model, features)))
-        probabilities.append(combine(probs, how))
-        cams.append(combine(maps, how))
-    return np.concatenate(probabilities), np.concatenate(cams)
+        features, _ = features_and_logits(network, batch)
+        maps.append(np.asarray(class_activation_maps(network, features)))
+    return np.concatenate(maps)
 
 
-def check_agreement(models, onnx_path, pixels, tolerance=AGREEMENT_TOLERANCE, hog_members=None):
-    """Compare ONNX and Keras on ``pixels``; return the figures, raise ``ExportError`` beyond ``tolerance``.
+def keras_outputs(members, pixels):
+    """The members' ``(probabilities, cams)`` for ``pixels`` [N, S, S], computed without ONNX and
+    joined as the served graph joins them."""
+    how = combination(members)
+    return (
+        combine([member.probabilities(pixels) for member in members], how),
+        combine([network_cams(member.network, pixels) for member in members], how),
+    )
 
-    The Keras side calls each trained network as a whole (inference mode), not the export's function;
-    with ``hog_members``, HOG and the joint scores are computed in NumPy (``hybrid.served_probabilities``).
-    """
+
+def check_agreement(members, onnx_path, pixels, tolerance=AGREEMENT_TOLERANCE):
+    """Compare ONNX with the members' own scores (``keras_outputs``) on ``pixels``; return the figures,
+    raise ``ExportError`` beyond ``tolerance``."""
     pixels = np.asarray(pixels)
-    batch = pixels.astype(np.float32)[..., None]
-    if hog_members:
-        from .hybrid import served_probabilities
-
-        keras_probs = served_probabilities(models, hog_members, pixels)
-    else:
-        keras_probs = combine([np.asarray(model(batch, training=False)) for model in models], combination(models))
+    keras_probs, keras_cams = keras_outputs(members, pixels)
     session = onnx_session(onnx_path)
     onnx_probs, onnx_cams = run_onnx(session, pixels)
-    _, keras_cams = keras_outputs(models, pixels)
     prob_diff = float(np.max(np.abs(keras_probs - onnx_probs))) if len(pixels) else 0.0
     cam_scale = float(np.max(np.abs(keras_cams))) or 1.0
     cam_diff = float(np.max(np.abs(keras_cams - onnx_cams))) / cam_scale if len(pixels) else 0.0
     one = np.asarray(pixels[:1], dtype=np.float32)[..., None]
-    session.run(list(OUTPUT_NAMES), {INPUT_NAME: one})
+    run_batch(session, one)
     repeats = 50
     started = time.perf_counter()
     for _ in range(repeats):
-        session.run(list(OUTPUT_NAMES), {INPUT_NAME: one})
+        run_batch(session, one)
     latency_ms = (time.perf_counter() - started) / repeats * 1000
     figures = {
         "images": int(len(pixels)),

@@ -1,15 +1,15 @@
 """What every artefact carries besides its networks: scores of patients it did not train on, the
 reliability and operating point they give (``diagnosis.reliability``), and the input guard fitted
-on its training images (``diagnosis.guard``). ``write_artefact`` adds them to each new artefact;
-``mltrain.retrofit`` to one made before they existed.
+on its training images (``diagnosis.guard``). ``package.write_artefact`` adds them to each new
+artefact; ``mltrain.retrofit`` to one made before they existed.
 """
 
 from pathlib import Path
 
 import numpy as np
 
-from diagnosis.guard import GUARD_FILE
 from diagnosis.reliability import holdout_metadata
+from diagnosis.serving import GUARD_FILE
 
 from . import dataset
 from .guard import GuardError

@@ -12,6 +12,9 @@ training; the network alone is saved and exported. Training code uses ``keras.op
 runs on any Keras backend; export (tf2onnx) needs TensorFlow.
 """
 
+import math
+from pathlib import Path
+
 import keras
 import numpy as np
 
@@ -121,7 +124,8 @@ def positive_weights(labels, power=0.5, cap=20.0):
 class RandomDegrade(keras.layers.Layer):
     """In training only, blur a random ``rate`` share of images by resizing them down to a random
     fraction of their side (between ``min_scale`` and 1) and back, so that sharpness cannot stand in
-    for the 64 px source (see the data README). Identity at inference.
+    for the image source (the NIH sample mixes a blurry 64 px source with sharper ones). Identity at
+    inference.
 
     The fractions come from a fixed set of ``steps`` so every shape is static (XLA, ONNX).
     """
@@ -180,49 +184,27 @@ def augmentation_layers(config):
 
 
 def build_training_model(network, config):
-    """``network`` behind the augmentation layers: what ``fit`` trains. The weights are ``network``'s
-    (plus, with ``config.auxiliary``, a small head for the image attributes), so ``network`` alone is
-    what is saved and exported.
-
-    With ``config.auxiliary`` > 0 the model has two outputs: the 14 probabilities and
-    ``AUXILIARY_TARGETS`` predicted from the pooled features, which every image has (see
-    ``AuxiliaryLoss``)."""
+    """``network`` behind the augmentation layers: what ``fit`` trains. The weights are ``network``'s,
+    so ``network`` alone is what is saved and exported."""
     size = network.input_shape[1]
     image = keras.Input((size, size, 1), name="image")
     x = image
     for layer in augmentation_layers(config):
         x = layer(x)
-    if not config.auxiliary:
-        return keras.Model(image, network(x), name="training")
-    trunk = keras.Model(network.inputs, [network.output, network.get_layer("pool").output], name="trunk")
-    probabilities, pooled = trunk(x)
-    attributes = keras.layers.Dense(len(AUXILIARY_TARGETS), name="auxiliary")(pooled)
-    return keras.Model(image, [probabilities, attributes], name="training")
+    return keras.Model(image, network(x), name="training")
 
 
-# Attributes of every image in the NIH label file that training may also predict (multi-task): they
-# supervise every image, where most findings are absent from most images. Never served.
-AUXILIARY_TARGETS = ("age", "male", "anteroposterior")
-AGE_CENTRE, AGE_SCALE = 50.0, 20.0
+def predict(networks, pixels, batch_size=128):
+    """Mean sigmoid outputs of ``networks`` (Keras, inference mode) for uint8 ``pixels`` [N, S, S].
+
+    The images are padded to whole batches so a compiling backend builds one program per batch size.
+    """
+    count = len(pixels)
+    padded = np.zeros((math.ceil(count / batch_size) * batch_size, *np.shape(pixels)[1:], 1), dtype=np.float32)
+    padded[:count, ..., 0] = pixels
+    return np.mean([network.predict(padded, batch_size=batch_size, verbose=0)[:count] for network in networks], axis=0)
 
 
-def auxiliary_targets(attributes):
-    """``nih.read_image_attributes`` rows (age in years, male, AP) as training targets: age standardised."""
-    targets = np.array(attributes, dtype=np.float32, copy=True).reshape(-1, len(AUXILIARY_TARGETS))
-    targets[:, 0] = (targets[:, 0] - AGE_CENTRE) / AGE_SCALE
-    return targets
-
-
-@keras.saving.register_keras_serializable(package="dispredo")
-class AuxiliaryLoss(keras.losses.Loss):
-    """Mean of the squared error on standardised age and the cross-entropies (from logits) of male and AP."""
-
-    def __init__(self, name="auxiliary_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-
-    def call(self, y_true, y_pred):
-        ops = keras.ops
-        y_true = ops.cast(y_true, y_pred.dtype)
-        age = ops.square(y_pred[:, 0] - y_true[:, 0])
-        crossentropy = ops.binary_crossentropy(y_true[:, 1:], y_pred[:, 1:], from_logits=True)
-        return (age + ops.sum(crossentropy, axis=-1)) / len(AUXILIARY_TARGETS)
+def load_networks(directory, files):
+    """The Keras networks saved as ``files`` in ``directory``, in that order (without their optimiser)."""
+    return [keras.models.load_model(Path(directory) / name, compile=False) for name in files]

@@ -1,28 +1,22 @@
 """Calibrate the members of an existing cross-validated ensemble into a new model version
 (``manage.py calibrate``), without training again.
 
-Each member is scored on the fold it left out, which ``training.pooled_folds`` rebuilds from the
+Each member is scored on the fold it left out, which ``folds.pooled_folds`` rebuilds from the
 ensemble's recorded seed and fold count on the same preprocessed data; the members are then
 aligned and calibrated as ``train --folds`` does (``mltrain.calibration``) and written, exported
 and registered as a new artefact. The trained weights are untouched apart from each head's scale
 and bias, and the original version stays as it was.
 """
 
-import dataclasses
 from pathlib import Path
 
 from diagnosis.artefact import read_metadata
 
-from .training import (
-    TrainConfig,
-    TrainingError,
-    check_name_free,
-    ensemble_selection,
-    load_keras_models,
-    pooled_folds,
-    read_training_manifest,
-    write_artefact,
-)
+from .config import TrainingError, from_recorded
+from .folds import ensemble_selection, pooled_folds
+from .members import network_members
+from .package import write_artefact
+from .training import check_name_free, read_training_manifest
 
 # Manifest entries that must match for the folds to be the ones the members were trained on.
 SAME_DATA_KEYS = ("size", "seed", "split_method", "splits")
@@ -36,11 +30,13 @@ def recalibrate(directory, name, data_dir=None, activate=False):
     if metadata.get("config", {}).get("calibrate"):
         raise TrainingError(f"{metadata['name']} is already calibrated.")
     config, manifest = copy_config(metadata, name, data_dir, activate, calibrate=True)
-    members = load_keras_models(directory, metadata)
+    from .networks import load_networks
+
+    networks = load_networks(directory, metadata["keras_files"])
     pooled = pooled_folds(config.data_dir, config.folds, config.seed)
-    selection = ensemble_selection(members, pooled, calibrate=True)
+    selection = ensemble_selection(networks, pooled, calibrate=True)  # calibrates the networks' heads
     training = {**metadata["metrics"]["training"], "calibrated_from": metadata["name"]}
-    return write_artefact(config, members, training, selection, manifest, config.data_dir)
+    return write_artefact(config, network_members(networks), training, selection, manifest, config.data_dir)
 
 
 def copy_config(metadata, name, data_dir=None, activate=False, **changes):
@@ -49,10 +45,8 @@ def copy_config(metadata, name, data_dir=None, activate=False, **changes):
     recorded data directory unless ``data_dir``). Raises ``TrainingError`` for other data or a taken name."""
     data_dir = check_same_data(metadata, data_dir)
     manifest = read_training_manifest(data_dir)
-    known = {field.name for field in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{key: value for key, value in metadata.get("config", {}).items() if key in known})
-    config = dataclasses.replace(
-        config, name=name, activate=activate, data_dir=str(data_dir), output_dir=None, **changes
+    config = from_recorded(
+        metadata.get("config", {}), name=name, activate=activate, data_dir=str(data_dir), output_dir=None, **changes
     )
     check_name_free(config)
     return config, manifest

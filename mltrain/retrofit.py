@@ -8,37 +8,24 @@ import os
 import tempfile
 from pathlib import Path
 
-from diagnosis.artefact import METADATA_FILE, read_metadata
+from diagnosis.artefact import read_metadata
 from diagnosis.registry import register_model_version
+from diagnosis.serving import METADATA_FILE
 
-from . import calibration
+from .folds import check_members, fold_masks, out_of_fold, pooled_folds
 from .holdout import artefact_extras
+from .members import load_members
 from .recalibration import check_same_data, require_ensemble
 from .registry import artefact_directory
-from .training import fold_means, load_keras_models, member_fold, out_of_fold, pooled_folds, predict
 
 
 def ensemble_out_of_fold(directory, metadata, pooled):
-    """Each pooled image scored by the members that left its fold out, calibrated as served."""
-    from .baselines import hog
-    from .hybrid import HOG_FILE, load_members, network_logits
-
-    networks = load_keras_models(directory, metadata)
-    folds = pooled["folds"]
-    masks = [pooled["fold_of"] == fold for fold in range(folds)]
-    member_folds = [member_fold(index, folds) for index in range(len(networks))]
-    if metadata.get("hog"):
-        members = load_members(Path(directory) / metadata["hog"].get("file", HOG_FILE))
-        features = hog(pooled["pixels"])
-        scores = []
-        for network, member, fold in zip(networks, members, member_folds):
-            pixels = pooled["pixels"][masks[fold]]
-            r = member.combine(network_logits(network, pixels), features[masks[fold]] @ member.weights + member.biases)
-            scores.append(calibration.sigmoid(member.slopes * r + member.intercepts))
-    else:
-        # A calibrated ensemble's heads carry their calibration; an uncalibrated one is scored raw.
-        scores = [predict([network], pooled["pixels"][masks[fold]]) for network, fold in zip(networks, member_folds)]
-    return out_of_fold(pooled, fold_means(scores, member_folds, folds))
+    """Each pooled image scored by the member that left its fold out, as served (a calibrated
+    ensemble's networks carry their calibration; an uncalibrated one is scored raw)."""
+    members = load_members(directory, metadata)
+    check_members(members, pooled)
+    pixels = pooled["pixels"]
+    return out_of_fold(pooled, [member.probabilities(pixels[mask]) for member, mask in zip(members, fold_masks(pooled))])
 
 
 def annotate(version, data_dir=None):

@@ -5,18 +5,10 @@
 
 Each ``--run`` is a set of ``TrainConfig`` fields (``key=value``); every run is the same K-fold
 cross-validated ensemble ``manage.py train --folds K`` fits, and is scored on its out-of-fold
-predictions: each image by the one member that never saw its patient. The validation split of a
-single train/val split (137 patients on the sample) swings by 0.05 between seeds; pooling K folds
-scores every train + val image once. It needs no database, registers nothing and writes no
-artefact, so it also runs where only Keras, a backend and Django's package are installed
-(``KERAS_BACKEND=jax`` on a GPU machine). Measured there (H200, JAX 0.11): without augmentation an
-epoch of 1,120 images at 64 px took 0.2 s after a 20 s compile, but with the augmentation layers
-in the model (8 sweeps sharing the GPU) a batch of 32 took about 1.3 s, no faster than 2 CPU cores;
-the cause was not established, so look at the augmentation on JAX before a GPU sweep. The first
-suspect: RandomTranslation, RandomRotation and RandomZoom each call ``ops.image.affine_transform``,
-which JAX runs as ``jax.scipy.ndimage.map_coordinates``, a per-pixel gather known to be slow on
-GPUs (jax-ml/jax#2282); one combined transform, or augmenting in the ``PyDataset`` workers, would
-avoid three of them per step. Results go to ``--out`` (JSON) after every run.
+predictions: each image by the one member that never saw its patient, so every train + val image
+is scored once. It needs no database, registers nothing and writes no artefact, so it also runs
+where only Keras, a backend and Django's package are installed (``KERAS_BACKEND=jax`` on a GPU
+machine). Results go to ``--out`` (JSON) after every run.
 """
 
 import argparse
@@ -32,7 +24,7 @@ import numpy as np
 
 def parse_run(items):
     """``["name=a", "alpha=0.5"]`` -> ``("a", {"alpha": 0.5})`` with TrainConfig's field types."""
-    from .training import TrainConfig
+    from .config import TrainConfig
 
     types = {field.name: field.type for field in dataclasses.fields(TrainConfig)}
     values, name = {}, None
@@ -93,7 +85,7 @@ def main(argv=None):
 
     from .dataset import read_manifest
     from .metrics import json_safe
-    from .training import TrainConfig
+    from .config import TrainConfig
 
     size = int(read_manifest(args.data)["size"])
     results = {}

@@ -13,6 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from diagnosis.artefact import write_metadata
 from diagnosis.findings import FINDINGS
 from diagnosis.reliability import RELIABILITY_FLOOR
+from diagnosis.serving import INPUT_NAME, ONNX_FILE, PATIENTS_FILE
 
 CHANNELS = 4
 
@@ -94,10 +95,10 @@ def build_tiny_artefact(
     model.ir_version = 8
     onnx.checker.check_model(model)
     directory.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(directory / "model.onnx"))
+    onnx.save(model, str(directory / ONNX_FILE))
     if patients is not None:
-        (directory / "patients.json").write_text(json.dumps({"train": [], "val": [], **patients}))
-        extra = {"patients_file": "patients.json", **(extra or {})}
+        (directory / PATIENTS_FILE).write_text(json.dumps({"train": [], "val": [], **patients}))
+        extra = {"patients_file": PATIENTS_FILE, **(extra or {})}
     return write_metadata(
         directory,
         {
@@ -106,7 +107,7 @@ def build_tiny_artefact(
             "findings": list(FINDINGS),
             "thresholds": thresholds or {finding: 0.5 for finding in FINDINGS},
             "input_size": size,
-            "serving": {"file": "model.onnx", "input": "image"},
+            "serving": {"file": ONNX_FILE, "input": INPUT_NAME},
             "metrics": {},
             "reliability": tiny_reliability(unreliable),
             **(extra or {}),

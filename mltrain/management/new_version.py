@@ -7,11 +7,11 @@ from django.core.management.base import CommandError
 
 from diagnosis.activation import ActivationRefused
 from diagnosis.artefact import ArtefactError
+from diagnosis.management.version_option import ModelVersionCommand
+from mltrain.config import TrainingError
 from mltrain.dataset import DatasetError
 from mltrain.export import ExportError
-from diagnosis.management.version_option import ModelVersionCommand
 from mltrain.registry import artefact_directory, find_version
-from mltrain.training import TrainingError
 
 # What making the new version can refuse with, each with its message for the user (the activation
 # gate's refusal leaves the new version registered and says how to activate it anyway).

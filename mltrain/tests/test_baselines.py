@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from mltrain.baselines import BINS, STRENGTHS, hog, linear_baseline
+from mltrain import nih
+from mltrain.baselines import linear_baseline
+from mltrain.hog import BINS, STRENGTHS, hog
+from mltrain.tests.conftest import HEADER, write_label_file
 from mltrain.tests.test_train import make_preprocessed
 
 
@@ -33,9 +36,10 @@ def test_the_baseline_chooses_its_strength_on_validation_and_scores_test(tmp_pat
 
 
 def test_out_of_fold_scores_come_from_a_fit_without_the_fold(tmp_path):
-    from mltrain.baselines import cross_validated, fit_predict
+    from mltrain.baselines import cross_validated
+    from mltrain.hog import fit_predict
     from mltrain.metrics import per_finding_auroc
-    from mltrain.training import pooled_folds
+    from mltrain.folds import pooled_folds
 
     data = make_preprocessed(tmp_path / "data", balanced=False)
 
@@ -75,7 +79,7 @@ def test_the_attributes_baseline_reads_age_sex_and_view_of_each_image(tmp_path, 
 
     point_at_label_file(data, tmp_path / "nih", rows)
     features = features_of("attributes", data, None, names[:3])
-    first_age = (float(rows[0][4]) - 50) / 20  # standardised as the auxiliary targets are
+    first_age = (float(rows[0][4]) - 50) / 20  # standardised: (age - 50) / 20
     np.testing.assert_allclose(features[0], [first_age, 1.0, 1.0, first_age**2])  # male, AP
     np.testing.assert_allclose(features[1][1:3], [0.0, 0.0])  # female, PA
     result = main(["--data", str(data), "--features", "attributes", "--folds", "2"])
@@ -98,3 +102,38 @@ def test_the_thumbnail_is_the_layout_of_brightness_whatever_the_exposure():
     np.testing.assert_allclose(cells[8:, :], -1 / np.sqrt(3), rtol=1e-3)
     dimmer = (image.astype(np.float32) * 0.5 + 30).astype(np.uint8)
     np.testing.assert_allclose(thumbnail(dimmer), thumbnail(image), atol=1e-3)
+
+
+def _row(name, age="45", sex="F", view="PA"):
+    return [name, "No Finding", "0", name[:8].lstrip("0") or "0", age, sex, view, "2500", "2048", "0.143", "0.143"]
+
+
+def test_attributes_are_read_in_the_order_asked_with_impossible_ages_clipped(tmp_path):
+    path = tmp_path / "Data_Entry_2017.csv"
+    write_label_file(path, HEADER, [
+        _row("00000001_000.png", "57", "M", "PA"),
+        _row("00000002_000.png", "414", "F", "AP"),
+        _row("00000003_000.png", "30", "F", "PA"),
+    ])
+
+    attributes = nih.read_image_attributes(path, ["00000002_000.png", "00000001_000.png"])
+
+    np.testing.assert_array_equal(attributes, [[100.0, 0.0, 1.0], [57.0, 1.0, 0.0]])
+    assert attributes.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([_row("00000001_000.png")], "Data_Entry_2017.csv does not list 1 of the images, e.g. 00000009_000.png."),
+        ([_row("00000009_000.png", sex="X")],
+         "Data_Entry_2017.csv line 2 (00000009_000.png) has gender 'X' and view 'PA'; expected M/F and AP/PA."),
+        ([_row("00000009_000.png", age="old")], "Data_Entry_2017.csv line 2 (00000009_000.png) has the age 'old'."),
+    ],
+)
+def test_attributes_refuse_unlisted_images_and_unreadable_values(tmp_path, rows, message):
+    path = tmp_path / "Data_Entry_2017.csv"
+    write_label_file(path, HEADER, rows)
+    with pytest.raises(nih.NihDataError) as raised:
+        nih.read_image_attributes(path, ["00000009_000.png"])
+    assert str(raised.value) == message

@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 
 from diagnosis.artefact import read_metadata
 from mltrain import calibration, registry, training
+from mltrain.members import load_members
 from mltrain.metrics import auroc
 from mltrain.tests.test_train import make_preprocessed, tiny_config
 
@@ -95,7 +96,7 @@ def test_every_fold_needs_a_member():
 
 def test_calibration_folded_into_the_head_equals_rescaling_the_outputs():
     from mltrain.networks import build_model
-    from mltrain.training import TrainConfig
+    from mltrain.config import TrainConfig
 
     network = build_model(TrainConfig(size=32, alpha=0.25), outputs=14)
     rng = np.random.default_rng(2)
@@ -128,8 +129,9 @@ def test_calibrate_makes_a_calibrated_copy_of_an_uncalibrated_ensemble(tmp_path,
     assert metadata["threshold_method"].startswith("specificity 0.95 on the holdout negatives: calibrated out-of-fold predictions")
     # Each calibrated member is its raw member with the head rescaled as recorded.
     pixels = np.load(data_dir / "test_pixels.npy").astype(np.float32)[..., None]
-    raw_members = training.load_keras_models(registry.artefact_directory(raw), read_metadata(registry.artefact_directory(raw)))
-    cal_members = training.load_keras_models(registry.artefact_directory(cal), metadata)
+    raw_directory = registry.artefact_directory(raw)
+    raw_members = [member.network for member in load_members(raw_directory, read_metadata(raw_directory))]
+    cal_members = [member.network for member in load_members(registry.artefact_directory(cal), metadata)]
     fitted = cal.metrics["calibration"]
     for index, (before, after) in enumerate(zip(raw_members, cal_members)):
         member = fitted["members"][index]

@@ -9,10 +9,15 @@ from django.core.management import call_command
 
 from diagnosis.artefact import read_metadata
 from diagnosis.findings import FINDINGS
+from diagnosis.serving import HOLDOUT_FILE, ONNX_FILE, PATIENTS_FILE
 from mltrain import registry, training
+from mltrain.batches import batches
+from mltrain.config import TrainConfig, TrainingError
 from mltrain.evaluation import EvaluationError, evaluate
+from mltrain.folds import patient_folds
+from mltrain.members import load_members
+from mltrain.package import keras_files
 from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
-from mltrain.training import TrainConfig, TrainingError, patient_folds
 
 
 def test_folds_keep_each_patient_in_one_fold_and_spread_the_sources():
@@ -36,25 +41,10 @@ def test_folds_need_as_many_patients_as_folds():
         patient_folds(np.array([1, 2, 3, 3]), np.zeros((4, 14)), np.full(4, 64), 5, seed=0)
 
 
-@pytest.mark.parametrize(
-    "changes, message",
-    [
-        ({"folds": 0}, "folds must be a positive integer, not 0."),
-        ({"folds": 3, "strategy": "per-finding"}, "folds (a cross-validated ensemble) applies to the multilabel strategy only."),
-        ({"folds": 5, "repeats": 0}, "repeats must be a positive integer, not 0."),
-        ({"folds": 1, "repeats": 2}, "repeats (several members per fold) needs folds of 2 or more."),
-    ],
-)
-def test_config_checks_folds(changes, message):
-    with pytest.raises(ValueError) as raised:
-        TrainConfig(**changes)
-    assert str(raised.value) == message
-
-
 def test_batches_are_full_shuffled_each_epoch_and_cover_the_data():
     pixels = np.repeat(np.arange(20, dtype=np.uint8), 16).reshape(20, 4, 4)  # image i is all i
     labels = np.eye(20, 14, dtype=np.uint8)
-    data = training.batches(pixels, labels, batch_size=8, seed=0)
+    data = batches(pixels, labels, batch_size=8, seed=0)
 
     assert len(data) == 2  # 20 // 8: the remainder waits for a later shuffle
     first = [data[i] for i in range(len(data))]
@@ -107,9 +97,9 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
     assert sorted(fits) == ["fold 1", "fold 2"]
     assert sum(fit["held_out_images"] for fit in fits.values()) == pooled
 
-    members = training.load_keras_models(directory, metadata)
+    members = [member.network for member in load_members(directory, metadata)]
     pixels = np.load(data_dir / "test_pixels.npy")
-    probabilities, cams = run_onnx(onnx_session(directory / "model.onnx"), pixels)
+    probabilities, cams = run_onnx(onnx_session(directory / ONNX_FILE), pixels)
     images = pixels.astype(np.float32)[..., None]
     expected = np.mean([m.predict(images, verbose=0) for m in members], axis=0)
     assert probabilities.shape == (len(pixels), len(FINDINGS)) and cams.shape[-1] == len(FINDINGS)
@@ -117,7 +107,7 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
     assert not np.allclose(members[0].predict(images, verbose=0), members[1].predict(images, verbose=0))
 
     # Every validation patient was trained on, so the validation split can no longer be scored as unseen.
-    recorded = json.loads((directory / "patients.json").read_text())
+    recorded = json.loads((directory / PATIENTS_FILE).read_text())
     assert recorded["val"] == [] and len(recorded["train"]) == pooled
     with pytest.raises(EvaluationError, match="The val split shares 20 patient"):
         evaluate(version, split="val", data_dir=data_dir)
@@ -126,11 +116,11 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
 
     # manage.py holdout rebuilds the same out-of-fold scores from the recorded folds, and with them
     # the same reliability and thresholds.
-    with np.load(directory / "holdout_scores.npz") as stored:
+    with np.load(directory / HOLDOUT_FILE) as stored:
         written = {key: stored[key] for key in ("probabilities", "labels", "patients")}
     assert written["probabilities"].shape == (pooled, len(FINDINGS))
     call_command("holdout", "--version", "cv", verbosity=0, stdout=io.StringIO())
-    with np.load(directory / "holdout_scores.npz") as stored:
+    with np.load(directory / HOLDOUT_FILE) as stored:
         np.testing.assert_allclose(stored["probabilities"], written["probabilities"], atol=1e-6)
         np.testing.assert_array_equal(stored["patients"], written["patients"])
     version.refresh_from_db()
@@ -140,47 +130,11 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
         assert version.reliability["findings"][name]["auroc"] == pytest.approx(row["auroc"], nan_ok=True)
 
 
-def test_repeated_members_run_fold_by_fold_within_each_repeat():
-    config = TrainConfig(folds=3, repeats=2)
-    assert [training.member_fold(index, 3) for index in range(6)] == [0, 1, 2, 0, 1, 2]
-    assert training.keras_files(config) == [
-        "fold-1-repeat-1.keras", "fold-2-repeat-1.keras", "fold-3-repeat-1.keras",
-        "fold-1-repeat-2.keras", "fold-2-repeat-2.keras", "fold-3-repeat-2.keras",
-    ]
-    assert training.keras_files(TrainConfig(folds=3)) == ["fold-1.keras", "fold-2.keras", "fold-3.keras"]
-    assert "-cv3x2-s0-" in TrainConfig(size=64, folds=3, repeats=2).default_name()
-
-
-@pytest.mark.slow
-@pytest.mark.django_db
-def test_repeats_add_members_per_fold_and_keep_the_first_repeats_networks(tmp_path, data_dir):
-    from mltrain.export import AGREEMENT_TOLERANCE, onnx_session, run_onnx
-
-    plain = training.train(tiny_config(tmp_path, name="cv", folds=2, calibrate=False), verbosity=0)
-    version = training.train(tiny_config(tmp_path, name="cv-x2", folds=2, repeats=2, calibrate=False), verbosity=0)
-
-    directory = registry.artefact_directory(version)
-    metadata = read_metadata(directory)
-    assert len(metadata["keras_files"]) == 4
-    assert "folds of train + val (2 networks per fold), each image scored by the members" in metadata["threshold_method"]
-    fits = version.metrics["training"]["fits"]
-    assert sorted(fits) == ["fold 1 repeat 1", "fold 1 repeat 2", "fold 2 repeat 1", "fold 2 repeat 2"]
-    for fold in (1, 2):  # both repeats left out the same patients
-        assert fits[f"fold {fold} repeat 1"]["held_out_images"] == fits[f"fold {fold} repeat 2"]["held_out_images"]
-    # Every train + val image was scored, by the two members that left its fold out.
-    edema = version.metrics["val"]["findings"]["Edema"]
-    assert edema["positives"] + edema["negatives"] == SPLIT_COUNTS["train"] + SPLIT_COUNTS["val"]
-
-    members = training.load_keras_models(directory, metadata)
-    first = training.load_keras_models(registry.artefact_directory(plain), read_metadata(registry.artefact_directory(plain)))
-    pixels = np.load(data_dir / "test_pixels.npy")
-    images = pixels.astype(np.float32)[..., None]
-    outputs = [m.predict(images, verbose=0) for m in members]
-    for repeated, alone in zip(outputs[:2], first):  # repeat 1 is the run without repeats
-        np.testing.assert_allclose(repeated, alone.predict(images, verbose=0), atol=1e-5)
-    assert not np.allclose(outputs[0], outputs[2])  # repeat 2: another seed on the same fold
-    probabilities, _ = run_onnx(onnx_session(directory / "model.onnx"), pixels)
-    assert np.max(np.abs(probabilities - np.mean(outputs, axis=0))) <= AGREEMENT_TOLERANCE
+def test_an_ensemble_has_one_network_file_per_fold():
+    assert keras_files(TrainConfig(folds=3)) == ["fold-1.keras", "fold-2.keras", "fold-3.keras"]
+    assert keras_files(TrainConfig()) == ["model.keras"]
+    assert keras_files(TrainConfig(strategy="per-finding")) == [f"{finding}.keras" for finding in FINDINGS]
+    assert "-cv3-s0-" in TrainConfig(size=64, folds=3).default_name()
 
 
 def test_sweep_reads_settings_with_their_types():

@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, brier_score_loss, confusion_matrix, 
 
 from diagnosis.findings import FINDINGS
 from diagnosis.models import ModelVersion
+from diagnosis.serving import ONNX_FILE
 from mltrain import registry, training
 from mltrain.evaluation import compute_report
 
@@ -99,7 +100,7 @@ def test_evaluate_saves_the_report_with_the_version_and_refuses_seen_patients(tm
     assert "mean AUROC" in out.getvalue()
     # The figures are those of the served ONNX model at the version's thresholds.
     data = tmp_path / "mltrain" / "preprocessed"
-    probabilities, _ = run_onnx(onnx_session(directory / "model.onnx"), np.load(data / "test_pixels.npy"))
+    probabilities, _ = run_onnx(onnx_session(directory / ONNX_FILE), np.load(data / "test_pixels.npy"))
     labels = np.load(data / "test_labels.npy")
     i = FINDINGS.index("Atelectasis")
     assert report["findings"]["Atelectasis"]["auroc"] == pytest.approx(roc_auc_score(labels[:, i], probabilities[:, i]))

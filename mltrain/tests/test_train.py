@@ -10,9 +10,12 @@ from django.core.management import CommandError, call_command
 from diagnosis.artefact import ArtefactError, read_metadata
 from diagnosis.findings import FINDINGS
 from diagnosis.models import ModelVersion
+from diagnosis.serving import HOLDOUT_FILE, INPUT_NAME, METADATA_FILE, ONNX_FILE
 from mltrain import registry, training
+from mltrain.batches import batches
+from mltrain.config import TrainConfig
 from mltrain.dataset import FORMAT_VERSION
-from mltrain.training import TrainConfig
+from mltrain.members import load_members
 
 SIZE = 32
 SPLIT_COUNTS = {"train": 28, "val": 20, "test": 20}
@@ -129,9 +132,9 @@ def test_training_writes_an_artefact_that_loads_with_its_labels_and_thresholds(t
     assert version.metrics["val"]["findings"]["Hernia"]["threshold"] == version.thresholds["Hernia"]
     # The validation split's scores by the served graph are its holdout scores: they give the thresholds
     # (specificity 0.95) and the reliability, copied to the version.
-    with np.load(directory / "holdout_scores.npz") as stored:
+    with np.load(directory / HOLDOUT_FILE) as stored:
         holdout, labels = stored["probabilities"], stored["labels"].astype(bool)
-    val_probabilities, _ = run_onnx(onnx_session(directory / "model.onnx"), np.load(data_dir / "val_pixels.npy"))
+    val_probabilities, _ = run_onnx(onnx_session(directory / ONNX_FILE), np.load(data_dir / "val_pixels.npy"))
     np.testing.assert_allclose(holdout, val_probabilities, atol=1e-6)
     i = FINDINGS.index("Effusion")
     assert (holdout[~labels[:, i], i] < version.thresholds["Effusion"]).mean() >= 0.95
@@ -147,13 +150,13 @@ def test_training_writes_an_artefact_that_loads_with_its_labels_and_thresholds(t
     # Nothing half-written left beside it.
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny"]
 
-    models = training.load_keras_models(directory, metadata)
+    models = [member.network for member in load_members(directory, metadata)]
     assert len(models) == 1 and models[0].output_shape == (None, len(FINDINGS))
 
     # The exported serving model agrees with the Keras one within the stated tolerance.
     pixels = np.load(data_dir / "test_pixels.npy")
-    session = onnx_session(directory / "model.onnx")
-    assert [i.name for i in session.get_inputs()] == ["image"]
+    session = onnx_session(directory / ONNX_FILE)
+    assert [i.name for i in session.get_inputs()] == [INPUT_NAME]
     probabilities, cams = run_onnx(session, pixels)
     expected = models[0].predict(pixels.astype(np.float32)[..., None], verbose=0)
     assert probabilities.shape == (len(pixels), len(FINDINGS))
@@ -173,8 +176,8 @@ def test_the_same_seed_repeats_a_run(tmp_path, data_dir):
     assert first.thresholds == second.thresholds
     assert first.metrics["val"] == second.metrics["val"]
     pixels = np.load(data_dir / "test_pixels.npy")
-    a, _ = run_onnx(onnx_session(registry.artefact_directory(first) / "model.onnx"), pixels)
-    b, _ = run_onnx(onnx_session(registry.artefact_directory(second) / "model.onnx"), pixels)
+    a, _ = run_onnx(onnx_session(registry.artefact_directory(first) / ONNX_FILE), pixels)
+    b, _ = run_onnx(onnx_session(registry.artefact_directory(second) / ONNX_FILE), pixels)
     np.testing.assert_array_equal(a, b)
 
 
@@ -188,21 +191,21 @@ def test_per_finding_joins_fourteen_models_into_one_serving_graph(tmp_path, data
 
     def quick_fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labels, findings, *args):
         # Fitting 14 networks takes minutes on 2 cores: check each gets its own finding's data, untrained.
-        x, y = training.batches(train_pixels, train_labels, config.batch_size, config.seed)[0]
+        x, y = batches(train_pixels, train_labels, config.batch_size, config.seed)[0]
         fitted.append((findings, tuple(x.shape[1:]), int(y.shape[-1])))
         figures = {"epochs_run": 1, "best_epoch": 1, "best_val_mean_auroc": 0.5, "seconds": 1.0, "images_seen": 1}
         return networks.build_model(config, outputs=outputs), figures
 
-    monkeypatch.setattr(training, "_fit", quick_fit)
+    monkeypatch.setattr(training, "fit_network", quick_fit)
     version = training.train(tiny_config(tmp_path, name="pf", strategy="per-finding"), verbosity=0)
 
     assert fitted == [((finding,), (SIZE, SIZE, 1), 1) for finding in FINDINGS]
     directory = registry.artefact_directory(version)
     metadata = read_metadata(directory)
     assert metadata["keras_files"] == [f"{finding}.keras" for finding in FINDINGS]
-    models = training.load_keras_models(directory, metadata)
+    models = [member.network for member in load_members(directory, metadata)]
     pixels = np.load(data_dir / "val_pixels.npy")[:4]
-    probabilities, cams = run_onnx(onnx_session(directory / "model.onnx"), pixels)
+    probabilities, cams = run_onnx(onnx_session(directory / ONNX_FILE), pixels)
     assert probabilities.shape == (4, 14) and cams.shape[-1] == 14
     # Column i of the served graph is the i-th finding's own model.
     for finding in ("Atelectasis", "Effusion", "Hernia"):
@@ -235,7 +238,7 @@ def test_a_failure_while_writing_leaves_nothing_registered(tmp_path, data_dir, m
 def test_a_half_written_artefact_is_refused_by_the_registry(tmp_path):
     partial = tmp_path / "half"
     partial.mkdir()
-    (partial / "model.onnx").write_bytes(b"not yet")
+    (partial / ONNX_FILE).write_bytes(b"not yet")
 
     with pytest.raises(ArtefactError, match="metadata.json"):
         registry.register(partial)
@@ -332,11 +335,11 @@ def test_the_web_app_scores_uploads_with_the_active_trained_version(tmp_path, da
 
     other_dir = tmp_path / "models" / "other"
     shutil.copytree(registry.artefact_directory(trained), other_dir)
-    metadata = json.loads((other_dir / "metadata.json").read_text())
+    metadata = json.loads((other_dir / METADATA_FILE).read_text())
     for row in metadata["reliability"]["findings"].values():
         row["reliable"] = True
     metadata.update(name="other", thresholds={name: 0.0 for name in FINDINGS})
-    (other_dir / "metadata.json").write_text(json.dumps(metadata))
+    (other_dir / METADATA_FILE).write_text(json.dumps(metadata))
     other = register_model_version(other_dir)
     other.activate()
 

@@ -6,7 +6,7 @@ from diagnosis.artefact import read_metadata
 from mltrain.hybrid import add_hog
 from mltrain.management.new_version import NEW_VERSION_ERRORS, NewVersionCommand
 from mltrain.registry import artefact_directory
-from mltrain.training import summary_table
+from mltrain.package import summary_table
 
 
 class Command(NewVersionCommand):
