@@ -87,8 +87,9 @@ def read_label_file(path):
     Line numbers in errors count the header as line 1, as an editor shows them.
     """
     path = Path(path)
-    names, labels, patients = [], [], []
+    names, codes, patients = [], [], []
     seen = {}
+    vectors = {}  # each distinct 'Finding Labels' text (a few hundred in NIH) parsed once
     with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [column.strip() for column in next(reader, [])]
@@ -119,12 +120,16 @@ def read_label_file(path):
                     f"{path.name} line {line} ({image}) has the {PATIENT_COLUMN} {row[patient_at]!r}; "
                     "expected a whole number."
                 ) from None
-            labels.append(parse_labels(row[labels_at], line, image, path.name))
+            text = row[labels_at]
+            if text not in vectors:
+                vectors[text] = (len(vectors), parse_labels(text, line, image, path.name))
+            codes.append(vectors[text][0])
             names.append(image)
             patients.append(patient)
     if not names:
         raise NihDataError(f"{path.name} lists no images.")
-    return Entries(names, np.stack(labels), np.asarray(patients, dtype=np.int64))
+    table = np.stack([vector for _, vector in vectors.values()])
+    return Entries(names, table[np.asarray(codes, dtype=np.int64)], np.asarray(patients, dtype=np.int64))
 
 
 def read_image_attributes(path, names):
@@ -171,13 +176,13 @@ def image_folders(data_dir):
 
 
 def find_images(data_dir):
-    """``{file name: path}`` of every file in the image folders (the first one wins on a clash)."""
+    """``{file name: path (str)}`` of every file in the image folders (the first one wins on a clash)."""
     found = {}
     for folder in image_folders(data_dir):
         with os.scandir(folder) as entries:
             for entry in entries:
                 if entry.name not in found and entry.is_file():
-                    found[entry.name] = Path(entry.path)
+                    found[entry.name] = entry.path  # a str: a Path per image costs several times more
     return found
 
 

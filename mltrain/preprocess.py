@@ -3,8 +3,9 @@
 ``preprocess()`` reads the label file of each folder (``mltrain.sources``: NIH downloads and
 clinic exports alike), finds the images, splits them by patient, converts every
 image with ``diagnosis.imaging.to_model_pixels`` (the web upload's own image path) in a pool of
-worker processes and writes the arrays of ``mltrain.dataset`` chunk by chunk into pre-allocated
-memory-mapped ``.npy`` files, so the full dataset (112,120 images) never sits in memory.
+worker processes and writes each image as it comes at its place in pre-allocated ``.npy`` files
+(the arrays of ``mltrain.dataset``). Only a bounded number of images is ever in flight, so the
+memory of a run does not grow with the number of images beyond their names and labels.
 The output is written to a temporary sibling directory and put in place only when complete.
 """
 
@@ -14,6 +15,7 @@ import os
 import secrets
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +37,8 @@ from .dataset import (
 
 MIN_SIZE = 8
 MAX_SIZE = 1024
-FLUSH_EVERY = 4096  # images written between flushes of the memory-mapped pixels
 MAX_CHUNKSIZE = 64  # images a worker takes at once
+IN_FLIGHT_CHUNKS = 4  # chunks per worker handed out ahead of the results taken
 
 
 class PreprocessError(Exception):
@@ -50,13 +52,14 @@ def available_cpus():
         return os.cpu_count() or 1
 
 
-def preprocess(data_dir, out=None, size=100, workers=None, seed=42, progress=True):
+def preprocess(data_dir, out=None, size=100, workers=None, seed=42, progress=True, official_split=False):
     """Preprocess the data folders ``data_dir`` (one path, or several) into ``out``; returns the manifest.
 
     Each folder is in the NIH layout (an NIH download or a ``manage.py export_readings`` folder);
     see ``mltrain.sources`` for how several are split together. ``out`` defaults to
     ``DISPREDO_MLTRAIN_DIR/preprocessed``; ``workers`` to every available core (1 converts in this
-    process). Raises ``PreprocessError``.
+    process). ``official_split`` refuses a folder without the official lists rather than split
+    it by patient with ``seed``. Raises ``PreprocessError``.
     """
     size, workers, seed = _check_arguments(size, workers, seed)
     data_dirs = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else list(data_dir)
@@ -65,6 +68,8 @@ def preprocess(data_dir, out=None, size=100, workers=None, seed=42, progress=Tru
     out = Path(out or default_directory()).expanduser().resolve()
     try:
         folders = sources.read_sources(data_dirs)
+        if official_split:
+            _require_official_split(folders)
         patients, by_split = sources.union_split(folders, seed)
     except sources.SourceError as exc:
         raise PreprocessError(str(exc)) from exc
@@ -117,6 +122,16 @@ def _check_arguments(size, workers, seed):
     if not isinstance(seed, int) or seed < 0:
         raise PreprocessError(f"--seed must be a whole number 0 or more, not {seed!r}.")
     return size, workers, seed
+
+
+def _require_official_split(folders):
+    for folder in folders:
+        if folder.official is None:
+            raise PreprocessError(
+                f"--official-split: {folder.path} has no {nih.TRAIN_VAL_LIST} and {nih.TEST_LIST}. Put the "
+                "official lists of the NIH download beside its label file, or leave out --official-split "
+                "for a split by patient."
+            )
 
 
 def _summary(labels, patients):
@@ -192,13 +207,8 @@ def replace_directory(staging, out):
 
 
 def _convert_images(staging, by_split, paths, size, workers, progress):
-    """Decode and resize every image into the ``{split}_pixels.npy`` memory maps of ``staging``."""
-    pixels = {
-        split: np.lib.format.open_memmap(
-            array_path(staging, split, "pixels"), mode="w+", dtype=np.uint8, shape=(len(rows), size, size)
-        )
-        for split, rows in by_split.items()
-    }
+    """Decode and resize every image into the ``{split}_pixels.npy`` files of ``staging``."""
+    pixels = {split: PixelFile(array_path(staging, split, "pixels"), len(rows), size) for split, rows in by_split.items()}
     widths = {split: np.zeros(len(rows), dtype=np.int32) for split, rows in by_split.items()}
     tasks = (
         ((split, position), str(paths[row]), size)
@@ -207,21 +217,20 @@ def _convert_images(staging, by_split, paths, size, workers, progress):
     )
     total = sum(len(rows) for rows in by_split.values())
     failures = []
-    with tqdm(total=total, unit="img", desc="preprocess", disable=not progress, file=sys.stderr) as bar:
-        for done, ((split, position), image, width, error) in enumerate(load_all(tasks, total, workers), start=1):
-            if error:
-                failures.append(f"{Path(paths[by_split[split][position]]).name} ({error})")
-            else:
-                pixels[split][position] = image
-                widths[split][position] = width
-            if done % FLUSH_EVERY == 0:
-                for array in pixels.values():
-                    array.flush()
-            bar.update()
-    for split, array in pixels.items():
-        array.flush()
+    try:
+        with tqdm(total=total, unit="img", desc="preprocess", disable=not progress, file=sys.stderr) as bar:
+            for (split, position), image, width, error in load_all(tasks, total, workers):
+                if error:
+                    failures.append(f"{Path(paths[by_split[split][position]]).name} ({error})")
+                else:
+                    pixels[split].write(position, image)
+                    widths[split][position] = width
+                bar.update()
+    finally:
+        for file in pixels.values():
+            file.close()
+    for split in by_split:
         np.save(array_path(staging, split, "source_sizes"), widths[split])
-    del pixels
     if failures:
         raise PreprocessError(
             f"{len(failures)} image(s) could not be read: {'; '.join(failures[:5])}"
@@ -230,13 +239,57 @@ def _convert_images(staging, by_split, paths, size, workers, progress):
         )
 
 
+class PixelFile:
+    """A pre-allocated ``uint8 [count, size, size]`` ``.npy`` file written one image at a time at
+    its position. Plain writes, not a memory map, so the written images do not stay resident in
+    this process: its memory does not grow with the dataset."""
+
+    def __init__(self, path, count, size):
+        self.row_bytes = size * size
+        with open(path, "wb") as handle:
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)), "fortran_order": False}
+            np.lib.format.write_array_header_1_0(handle, {**header, "shape": (count, size, size)})
+            self.offset = handle.tell()
+            handle.truncate(self.offset + count * self.row_bytes)
+        self.fd = os.open(path, os.O_WRONLY)
+
+    def write(self, position, image):
+        os.pwrite(self.fd, np.ascontiguousarray(image, dtype=np.uint8).tobytes(), self.offset + position * self.row_bytes)
+
+    def close(self):
+        if self.fd is not None:
+            os.fsync(self.fd)  # complete on disk before the manifest says so
+            os.close(self.fd)
+            self.fd = None
+
+
 def load_all(tasks, total, workers):
-    """``nih.load_pixels`` over ``total`` ``tasks``, in this process (1 worker) or a pool, in any order."""
+    """``nih.load_pixels`` over ``total`` ``tasks``, in this process (1 worker) or a pool, in any order.
+
+    At most ``IN_FLIGHT_CHUNKS`` chunks per worker are handed out ahead of the images taken from
+    here, so decoded images cannot pile up in the pool's queues, however many there are.
+    """
     workers = min(workers, total)
     if workers <= 1:
         yield from map(nih.load_pixels, tasks)
         return
     chunksize = max(1, min(MAX_CHUNKSIZE, total // (workers * 4)))
+    slots, closing = threading.Semaphore(IN_FLIGHT_CHUNKS * workers * chunksize), threading.Event()
+    tasks = iter(tasks)
+
+    def handed_out():  # runs in the pool's task thread, which waits here for a free slot
+        while slots.acquire() and not closing.is_set():
+            task = next(tasks, None)
+            if task is None:
+                return
+            yield task
+
     # 'spawn': workers start clean, with no copy of Django's state or open database connections.
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap_unordered(nih.load_pixels, tasks, chunksize=chunksize)
+        try:
+            for result in pool.imap_unordered(nih.load_pixels, handed_out(), chunksize=chunksize):
+                slots.release()
+                yield result
+        finally:
+            closing.set()  # an early exit: let the task thread end so that the pool can close
+            slots.release()

@@ -36,7 +36,7 @@ class Source:
     names: list  # Image Index of each image found
     patients: np.ndarray  # int64 [n]
     labels: np.ndarray  # uint8 [n, 14]
-    files: list  # Path of each image
+    files: list  # path (str) of each image
     listed: int  # rows of the label file
     official: tuple | None  # (train_val names, test names) or None
 

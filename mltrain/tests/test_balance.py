@@ -1,6 +1,8 @@
 import hashlib
 import json
+import shutil
 from io import StringIO
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,20 @@ from django.core.management.base import CommandError
 from diagnosis.findings import FINDINGS
 from mltrain.balance import BalanceError, balance, smotetomek
 from mltrain.dataset import BALANCE_REPORT_FILE, SOURCES_ARRAY, DatasetError, Split, load_balanced, load_split
+from mltrain.preprocess import preprocess
+
+
+@pytest.fixture(scope="module")
+def preprocessed_once(tmp_path_factory, nih_sample):
+    root = tmp_path_factory.mktemp("balance")
+    preprocess(nih_sample.build(root / "nih", nih_sample.pick(64, 200)), root / "out", size=16, workers=1, progress=False)
+    return root / "out"
+
+
+@pytest.fixture
+def preprocessed(preprocessed_once, tmp_path):
+    """conftest's ``preprocessed`` (200 sample images at 16 px), made once here and copied for each test."""
+    return Path(shutil.copytree(preprocessed_once, tmp_path / "preprocessed"))
 
 
 def fingerprints(directory):
@@ -133,3 +149,96 @@ def test_it_refuses_a_negative_cap(preprocessed):
         balance(preprocessed, max_negatives=-1, progress=False)
 
     assert str(error.value) == "--max-negatives must be 0 (no cap) or more, not -1."
+
+
+def imbalanced_learn_smotetomek(pixels, labels, seed):
+    """The reference: imbalanced-learn's own SMOTETomek on float32 pixels, rounded back to uint8."""
+    from imblearn.combine import SMOTETomek
+    from imblearn.over_sampling import SMOTE
+    from imblearn.under_sampling import TomekLinks
+
+    neighbours = min(5, int(np.bincount(labels).min()) - 1)
+    sampler = SMOTETomek(
+        smote=SMOTE(k_neighbors=neighbours, random_state=seed), tomek=TomekLinks(sampling_strategy="all"), random_state=seed
+    )
+    flat, kept = sampler.fit_resample(pixels.reshape(len(pixels), -1).astype(np.float32), labels)
+    return np.clip(np.rint(flat), 0, 255).astype(np.uint8).reshape(len(flat), *pixels.shape[1:]), kept
+
+
+def test_on_the_sample_it_gives_the_images_of_imbalanced_learns_smotetomek(preprocessed):
+    balance(preprocessed, seed=7, progress=False)  # no cap bites on 200 images
+
+    train = load_split(preprocessed, "train")
+    for finding in ("Infiltration", "Effusion", "Atelectasis"):
+        labels = np.ascontiguousarray(train.labels[:, FINDINGS.index(finding)])
+        expected_pixels, expected_labels = imbalanced_learn_smotetomek(np.asarray(train.pixels), labels, seed=7)
+        pixels, kept = load_balanced(preprocessed, finding)
+        assert np.array_equal(pixels, expected_pixels) and np.array_equal(kept, expected_labels), finding
+
+
+def test_smotetomek_removes_the_same_tomek_links_on_overlapping_classes():
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 40, (200, 2, 2), dtype=np.uint8)  # one distribution for both classes: many links
+    labels = (np.arange(200) < 30).astype(np.uint8)
+
+    pixels_out, kept = smotetomek(pixels, labels, seed=42)
+
+    expected_pixels, expected_labels = imbalanced_learn_smotetomek(pixels, labels, seed=42)
+    assert np.array_equal(pixels_out, expected_pixels) and np.array_equal(kept, expected_labels)
+    assert len(kept) < 340 and kept.sum() == len(kept) - kept.sum()
+
+
+def test_it_caps_positives_too(preprocessed):
+    report = balance(preprocessed, method="none", max_negatives=0, max_positives=3, seed=42, progress=False)
+
+    assert report["max_positives"] == 3
+    capped = 0
+    for name in FINDINGS:
+        before, after = report["findings"][name]["before"], report["findings"][name]["after"]
+        assert after == {"positive": min(before["positive"], 3), "negative": before["negative"]}
+        assert report["findings"][name]["drawn"] == after
+        capped += before["positive"] > 3
+    assert capped >= 5
+
+
+def test_it_balances_the_findings_asked_and_reports_each_as_it_ends(preprocessed):
+    done = []
+
+    report = balance(
+        preprocessed, method="none", findings=["Mass", "Effusion"], progress=False, on_finding=lambda *args: done.append(args)
+    )
+
+    assert [name for name, _ in done] == ["Effusion", "Mass"] == list(report["findings"])
+    assert all(entry["seconds"] >= 0 and entry is report["findings"][name] for name, entry in done)
+    assert sorted(path.name for path in (preprocessed / "balanced").glob("*_labels.npy")) == [
+        "Effusion_labels.npy", "Mass_labels.npy"
+    ]
+
+
+def test_it_refuses_an_unknown_finding(tmp_path):
+    with pytest.raises(BalanceError) as error:
+        balance(tmp_path, findings=["Mass", "Covid"], progress=False)
+
+    assert str(error.value) == f"Unknown finding 'Covid'; expected one of {', '.join(FINDINGS)}."
+
+
+def test_it_refuses_a_negative_positive_cap(tmp_path):
+    with pytest.raises(BalanceError) as error:
+        balance(tmp_path, max_positives=-2, progress=False)
+
+    assert str(error.value) == "--max-positives must be 0 (no cap) or more, not -2."
+
+
+def test_at_verbosity_2_it_writes_a_line_as_each_finding_ends(preprocessed):
+    stdout = StringIO()
+
+    call_command("balance", "--data", preprocessed, "--method", "none", "--max-positives", 2, verbosity=2, stdout=stdout)
+
+    report = json.loads((preprocessed / "balanced" / BALANCE_REPORT_FILE).read_text())
+    lines = [line for line in stdout.getvalue().splitlines() if line.startswith("Infiltration:")]
+    entry = report["findings"]["Infiltration"]
+    assert lines == [
+        f"Infiltration: drew 2 + / {entry['before']['negative']:,} -, balanced to 2 + / {entry['before']['negative']:,} - "
+        f"in {entry['seconds']} s"
+    ]
+    assert report["max_positives"] == 2

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from mltrain.balance import MAX_NEGATIVES, METHODS, BalanceError, balance
+from mltrain.balance import MAX_NEGATIVES, MAX_POSITIVES, METHODS, BalanceError, balance
 from mltrain.dataset import BALANCE_REPORT_FILE, BALANCED_DIR, default_directory
 
 
@@ -25,12 +25,26 @@ class Command(BaseCommand):
             default=MAX_NEGATIVES,
             help=f"Negatives kept per finding, drawn before resampling; 0 keeps all (default {MAX_NEGATIVES}).",
         )
+        parser.add_argument(
+            "--max-positives",
+            type=int,
+            default=MAX_POSITIVES,
+            help=f"Positives kept per finding, drawn before resampling; 0 keeps all (default {MAX_POSITIVES}).",
+        )
         parser.add_argument("--seed", type=int, default=42, help="Seed of the negative draw and of SMOTE (default 42).")
 
-    def handle(self, *args, data, method, max_negatives, seed, verbosity, **options):
+    def handle(self, *args, data, method, max_negatives, max_positives, seed, verbosity, **options):
         data = (data or default_directory()).expanduser().resolve()
         try:
-            report = balance(data, method=method, max_negatives=max_negatives, seed=seed, progress=verbosity > 0)
+            report = balance(
+                data,
+                method=method,
+                max_negatives=max_negatives,
+                max_positives=max_positives,
+                seed=seed,
+                progress=verbosity == 1,
+                on_finding=self.finished if verbosity > 1 else None,
+            )
         except BalanceError as exc:
             raise CommandError(str(exc)) from exc
         if verbosity == 0:
@@ -47,3 +61,13 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"Wrote {data / BALANCED_DIR} (method {method}; report {BALANCE_REPORT_FILE}).")
         )
+
+    def finished(self, finding, entry):
+        """At verbosity 2, a line as each finding is done (a finding takes minutes at full scale)."""
+        drawn, after = entry["drawn"], entry["after"]
+        result = f"{after['positive']:,} + / {after['negative']:,} -" if after else f"skipped ({entry['skipped']})"
+        self.stdout.write(
+            f"{finding}: drew {drawn['positive']:,} + / {drawn['negative']:,} -, balanced to {result} "
+            f"in {entry['seconds']} s"
+        )
+        self.stdout.flush()

@@ -29,11 +29,19 @@ class Command(BaseCommand):
         parser.add_argument("--workers", type=int, default=None, help="Worker processes (default: all cores).")
         parser.add_argument("--out", type=Path, default=None, help=f"Output folder (default {default_directory()}).")
         parser.add_argument("--seed", type=int, default=42, help="Seed of the patient split (default 42).")
+        parser.add_argument(
+            "--official-split",
+            action="store_true",
+            help="Require the official train_val_list.txt and test_list.txt beside each label file "
+            "(refuse a folder without them instead of splitting it by patient with --seed).",
+        )
 
-    def handle(self, *args, data_dirs, size, workers, out, seed, verbosity, **options):
+    def handle(self, *args, data_dirs, size, workers, out, seed, official_split, verbosity, **options):
         out = out or default_directory()
         try:
-            manifest = preprocess(data_dirs, out, size=size, workers=workers, seed=seed, progress=verbosity > 0)
+            manifest = preprocess(
+                data_dirs, out, size=size, workers=workers, seed=seed, progress=verbosity > 0, official_split=official_split
+            )
         except PreprocessError as exc:
             raise CommandError(str(exc)) from exc
         if verbosity == 0:
