@@ -3,32 +3,47 @@
 import numpy as np
 
 
-def batches(pixels, labels, batch_size, seed):
-    """A ``keras.utils.PyDataset`` of shuffled float32 batches ([B, S, S, 1], [B, K]) read from
-    ``pixels`` (uint8 [N, S, S], memory-mapped or not) and ``labels``, reshuffled each epoch.
+def epoch_order(count, seed, epoch):
+    """The shuffle of ``count`` images for ``epoch``: a function of (seed, epoch) alone, so an epoch
+    run after ``train --resume`` sees the batches the interrupted run would have seen."""
+    return np.random.default_rng([seed, epoch]).permutation(count)
 
-    Every batch has ``batch_size`` images (the remainder of an epoch's shuffle is left for the next
-    ones), so compiling backends (JAX/XLA) build one training step, not one per remainder.
-    Augmentation is not done here but by the training model's own layers, on whichever backend runs.
+
+def batches(pixels, labels, batch_size, seed, first_epoch=0):
+    """A ``keras.utils.PyDataset`` of shuffled float32 batches ([B, S, S, 1], [B, K]) read from
+    ``pixels`` (uint8 [N, S, S]: an array, a memory map or ``mltrain.rows.Rows``) and ``labels``.
+
+    It is endless: item ``i`` is batch ``i % steps`` of epoch ``first_epoch + i // steps``, so fit it
+    with ``steps_per_epoch=data.steps``. Only the batch's own rows are read, in file order. Every
+    batch has ``batch_size`` images (the remainder of an epoch's shuffle is left out), so compiling
+    backends (JAX/XLA) build one training step, not one per remainder. Augmentation is not done here
+    but by the training model's own layers, on whichever backend runs.
     """
     import keras
+
+    count = len(pixels)
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=1, use_multiprocessing=False)
-            self.rng = np.random.default_rng(seed)
-            self.order = self.rng.permutation(len(pixels))
+            self.steps = max(1, count // batch_size)
+            self.first_epoch = first_epoch
+            self._orders = {}
 
-        def __len__(self):
-            return max(1, len(pixels) // batch_size)
+        @property
+        def num_batches(self):
+            return None  # endless; Keras stops each epoch after steps_per_epoch
+
+        def order(self, epoch):
+            if epoch not in self._orders:
+                self._orders = {epoch: epoch_order(count, seed, epoch)}  # one epoch at a time is kept
+            return self._orders[epoch]
 
         def __getitem__(self, index):
-            chosen = np.sort(self.order[index * batch_size : (index + 1) * batch_size])  # sorted: memmap locality
+            epoch, step = self.first_epoch + index // self.steps, index % self.steps
+            chosen = np.sort(self.order(epoch)[step * batch_size : (step + 1) * batch_size])  # sorted: file order
             x = np.asarray(pixels[chosen], dtype=np.float32)[..., None]
             y = np.asarray(labels[chosen], dtype=np.float32).reshape(len(chosen), -1)
             return x, y
-
-        def on_epoch_end(self):
-            self.order = self.rng.permutation(len(pixels))
 
     return Batches()

@@ -91,6 +91,15 @@ class TrainConfig:
         False, "--activate", "Make the new version the one uploads use, if the activation gate allows it "
         "(manage.py activate).", action="store_true",
     )
+    resume: bool = option(
+        False, "--resume", "Continue an interrupted run from its last epoch checkpoint (kept under "
+        "DISPREDO_MLTRAIN_DIR/runs/NAME): the run named by --name, else the one that wrote a checkpoint last. "
+        "Give the options it was started with.", action="store_true",
+    )
+    distribute: bool = option(
+        False, "--distribute", "Train each network on all visible GPUs (tf.distribute.MirroredStrategy); "
+        "--batch-size is then the global batch, split among them.", action="store_true",
+    )
 
     def __post_init__(self):
         if self.strategy not in STRATEGIES:

@@ -5,6 +5,7 @@ import numpy as np
 
 from . import calibration, dataset
 from .config import TrainingError
+from .rows import Rows
 
 
 def patient_folds(patients, labels, source_sizes, folds, seed):
@@ -25,11 +26,12 @@ def patient_folds(patients, labels, source_sizes, folds, seed):
 
 def pooled_folds(data_dir, folds, seed, train_split=None, val_split=None):
     """Train + val pooled, with each image's patient-grouped fold: what a cross-validated ensemble
-    trains on. Keys: pixels, labels (float32), patients, names, sources, fold_of, folds."""
+    trains on. Keys: pixels (``mltrain.rows.Rows`` over the two memory maps), labels (float32),
+    patients, names, sources, fold_of, folds."""
     train_split = train_split or dataset.load_split(data_dir, "train")
     val_split = val_split or dataset.load_split(data_dir, "val")
     pooled = {
-        "pixels": np.concatenate([train_split.pixels, val_split.pixels]),
+        "pixels": Rows([train_split.pixels, val_split.pixels]),  # read a batch at a time, never whole
         "labels": np.concatenate([train_split.labels, val_split.labels]).astype(np.float32),
         "patients": np.concatenate([train_split.patients, val_split.patients]),
         "names": np.concatenate([train_split.names, val_split.names]),
@@ -59,7 +61,7 @@ def ensemble_selection(networks, pooled, calibrate):
 
     check_members(networks, pooled)
     masks = fold_masks(pooled)
-    raw = [predict([network], pooled["pixels"][mask]) for network, mask in zip(networks, masks)]
+    raw = [predict([network], pooled["pixels"].subset(mask)) for network, mask in zip(networks, masks)]
     uncalibrated = out_of_fold(pooled, raw)
     probabilities, fitted = uncalibrated, None
     if calibrate:

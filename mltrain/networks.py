@@ -195,14 +195,27 @@ def build_training_model(network, config):
 
 
 def predict(networks, pixels, batch_size=128):
-    """Mean sigmoid outputs of ``networks`` (Keras, inference mode) for uint8 ``pixels`` [N, S, S].
+    """Mean sigmoid outputs of ``networks`` (Keras, inference mode) for uint8 ``pixels`` [N, S, S]
+    (an array, a memory map or ``mltrain.rows.Rows``), read a batch at a time.
 
-    The images are padded to whole batches so a compiling backend builds one program per batch size.
+    The last batch is padded to the full batch size so a compiling backend builds one program.
     """
     count = len(pixels)
-    padded = np.zeros((math.ceil(count / batch_size) * batch_size, *np.shape(pixels)[1:], 1), dtype=np.float32)
-    padded[:count, ..., 0] = pixels
-    return np.mean([network.predict(padded, batch_size=batch_size, verbose=0)[:count] for network in networks], axis=0)
+
+    class Images(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+
+        def __len__(self):
+            return math.ceil(count / batch_size)
+
+        def __getitem__(self, index):
+            chunk = np.asarray(pixels[index * batch_size : (index + 1) * batch_size], dtype=np.float32)
+            padded = np.zeros((batch_size, *chunk.shape[1:], 1), dtype=np.float32)
+            padded[: len(chunk), ..., 0] = chunk
+            return (padded,)
+
+    return np.mean([network.predict(Images(), verbose=0)[:count] for network in networks], axis=0)
 
 
 def load_networks(directory, files):

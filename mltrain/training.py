@@ -23,7 +23,7 @@ import numpy as np
 
 from diagnosis.findings import FINDINGS
 
-from . import dataset
+from . import checkpoints, dataset
 from .config import TrainingError
 from .fit import fit_network
 from .folds import ensemble_selection, fold_masks, pooled_folds
@@ -45,14 +45,19 @@ def train(config, stdout=None, verbosity=1, force=False):
             f"The preprocessed data in {data_dir} is {size}x{size} pixels but --size is {config.size}. "
             f"Run manage.py preprocess --size {config.size} (and balance) first, or train with --size {size}."
         )
-    config = dataclasses.replace(config, name=config.name or config.default_name())
+    run = checkpoints.find(config.name) if config.resume else None
+    config = dataclasses.replace(config, name=run.name if run else config.name or config.default_name())
     check_name_free(config)
+    if run:
+        checkpoints.resume(run, config, data_dir, manifest)
+    else:
+        run = checkpoints.start(config, data_dir, manifest)
 
     started = time.perf_counter()
     if config.strategy == "multilabel":
-        models, fits, selection = train_multilabel(config, data_dir, stream, verbosity)
+        models, fits, selection = train_multilabel(config, data_dir, stream, verbosity, run)
     else:
-        models, fits, selection = train_per_finding(config, data_dir, stream, verbosity)
+        models, fits, selection = train_per_finding(config, data_dir, stream, verbosity, run)
     fit_seconds = sum(f["seconds"] for f in fits.values())
     images_seen = sum(f["images_seen"] for f in fits.values())
     training = {
@@ -62,15 +67,20 @@ def train(config, stdout=None, verbosity=1, force=False):
         "backend": keras_backend(),
         "fits": fits,
     }
-    return write_artefact(config, network_members(models), training, selection, manifest, data_dir, force=force)
+    try:
+        return write_artefact(config, network_members(models), training, selection, manifest, data_dir, force=force)
+    finally:
+        if (config.output_directory() / config.name).is_dir():  # the artefact is whole: checkpoints are done with
+            run.remove()
 
 
-def train_multilabel(config, data_dir, stream, verbosity):
+def train_multilabel(config, data_dir, stream, verbosity, run=None):
     """One 14-output MobileNet on the real training split, or with ``config.folds`` >= 2 one per
     patient-grouped fold of train + val (a cross-validated ensemble).
 
     Returns ``(networks, figures, selection)``: ``selection`` is None when the validation split selects
-    thresholds, else ``folds.ensemble_selection``'s out-of-fold predictions.
+    thresholds, else ``folds.ensemble_selection``'s out-of-fold predictions. ``run``: the
+    ``checkpoints.Run`` whose members' checkpoints the fits write and resume from (None: none).
     """
     from .networks import WeightedBinaryCrossentropy, positive_weights
 
@@ -81,7 +91,7 @@ def train_multilabel(config, data_dir, stream, verbosity):
         network, fit = fit_network(
             config, len(FINDINGS), WeightedBinaryCrossentropy(weights.tolist()),
             train_split.pixels, train_split.labels, val_split.pixels, val_split.labels,
-            FINDINGS, "multilabel", stream, verbosity,
+            FINDINGS, "multilabel", stream, verbosity, member=run and run.member(0),
         )
         fit["positive_weights"] = dict(zip(FINDINGS, map(float, weights)))
         return [network], {"multilabel": fit}, None
@@ -95,8 +105,8 @@ def train_multilabel(config, data_dir, stream, verbosity):
         network, fit = fit_network(
             dataclasses.replace(config, seed=config.seed + fold), len(FINDINGS),
             WeightedBinaryCrossentropy(weights.tolist()),
-            pixels[~held_out], labels[~held_out], pixels[held_out], labels[held_out],
-            FINDINGS, label, stream, verbosity,
+            pixels.subset(~held_out), labels[~held_out], pixels.subset(held_out), labels[held_out],
+            FINDINGS, label, stream, verbosity, member=run and run.member(fold),
         )
         fit["held_out_images"] = int(held_out.sum())
         fit["held_out_patients"] = int(len(np.unique(pooled["patients"][held_out])))
@@ -109,7 +119,7 @@ def train_multilabel(config, data_dir, stream, verbosity):
     return networks, figures, ensemble_selection(networks, pooled, config.calibrate)
 
 
-def train_per_finding(config, data_dir, stream, verbosity):
+def train_per_finding(config, data_dir, stream, verbosity, run=None):
     """14 binary MobileNets, each on its finding's balanced set; returns ``(networks, figures, None)``."""
     import keras
 
@@ -126,7 +136,7 @@ def train_per_finding(config, data_dir, stream, verbosity):
         network, fit = fit_network(
             dataclasses.replace(config, seed=config.seed + index), 1, keras.losses.BinaryCrossentropy(),
             pixels, labels, val_split.pixels, np.asarray(val_split.labels)[:, index],
-            (finding,), f"{finding} ({index + 1}/14)", stream, verbosity,
+            (finding,), f"{finding} ({index + 1}/14)", stream, verbosity, member=run and run.member(index),
         )
         fit["training_positives"] = int(np.asarray(labels).sum())
         figures[finding] = fit

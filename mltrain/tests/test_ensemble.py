@@ -46,15 +46,28 @@ def test_batches_are_full_shuffled_each_epoch_and_cover_the_data():
     labels = np.eye(20, 14, dtype=np.uint8)
     data = batches(pixels, labels, batch_size=8, seed=0)
 
-    assert len(data) == 2  # 20 // 8: the remainder waits for a later shuffle
-    first = [data[i] for i in range(len(data))]
+    assert data.steps == 2  # 20 // 8: the remainder waits for a later shuffle
+    first = [data[i] for i in range(data.steps)]
     assert all(x.shape == (8, 4, 4, 1) and x.dtype == np.float32 and y.shape == (8, 14) for x, y in first)
     for x, y in first:  # images keep their own labels
         rows = x[:, 0, 0, 0].astype(int)
         np.testing.assert_array_equal(y, labels[rows])
-    data.on_epoch_end()
-    second = np.concatenate([data[i][0][:, 0, 0, 0] for i in range(len(data))])
-    assert set(second) != set(np.concatenate([x[:, 0, 0, 0] for x, _ in first]))
+    first_rows = np.concatenate([x[:, 0, 0, 0] for x, _ in first])
+    assert len(set(first_rows)) == 16
+    # The data is endless: the next items are the next epoch's shuffle.
+    second = np.concatenate([data[data.steps + i][0][:, 0, 0, 0] for i in range(data.steps)])
+    assert set(second) != set(first_rows)
+
+
+def test_an_epochs_batches_depend_on_the_seed_and_the_epoch_alone():
+    pixels = np.repeat(np.arange(20, dtype=np.uint8), 16).reshape(20, 4, 4)
+    labels = np.eye(20, 14, dtype=np.uint8)
+    from_start = batches(pixels, labels, batch_size=8, seed=5)
+    resumed = batches(pixels, labels, batch_size=8, seed=5, first_epoch=3)
+
+    for step in range(2):  # epoch 3 read after a restart is epoch 3 of the uninterrupted run
+        np.testing.assert_array_equal(resumed[step][0], from_start[3 * 2 + step][0])
+    assert not np.array_equal(batches(pixels, labels, batch_size=8, seed=6)[0][0], from_start[0][0])
 
 
 def test_random_blur_is_off_at_inference_and_blurs_about_its_share_in_training():

@@ -189,7 +189,7 @@ def test_per_finding_joins_fourteen_models_into_one_serving_graph(tmp_path, data
 
     fitted = []
 
-    def quick_fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labels, findings, *args):
+    def quick_fit(config, outputs, loss, train_pixels, train_labels, val_pixels, val_labels, findings, *args, **kwargs):
         # Fitting 14 networks takes minutes on 2 cores: check each gets its own finding's data, untrained.
         x, y = batches(train_pixels, train_labels, config.batch_size, config.seed)[0]
         fitted.append((findings, tuple(x.shape[1:]), int(y.shape[-1])))
@@ -218,7 +218,7 @@ def test_per_finding_joins_fourteen_models_into_one_serving_graph(tmp_path, data
 def test_a_failure_while_writing_leaves_nothing_registered(tmp_path, data_dir, monkeypatch):
     from mltrain import networks
 
-    def untrained(config, data_dir, stream, verbosity):
+    def untrained(config, data_dir, stream, verbosity, run=None):
         return [networks.build_model(config)], {"multilabel": {"seconds": 1.0, "images_seen": 1}}, None
 
     def broken_export(*args, **kwargs):
