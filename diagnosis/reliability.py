@@ -34,12 +34,24 @@ class HoldoutError(ValueError):
     """The holdout scores are missing or unusable; the message says what to do."""
 
 
+BLOCK_CELLS = 1 << 21  # rounds x images of weights held at once (16 MB of float64)
+
+
 def patient_weights(patients, rounds=ROUNDS, seed=0):
     """float64 [rounds, N]: how often each image is drawn in each resample of the patients."""
+    return np.concatenate(list(weight_blocks(patients, rounds, seed, block_rounds=rounds)))
+
+
+def weight_blocks(patients, rounds=ROUNDS, seed=0, block_rounds=None):
+    """``patient_weights`` a block of rounds at a time (the same draws in the same order), so memory
+    stays bounded however many images there are: by default ``BLOCK_CELLS`` weights a block."""
     ids, patient_of = np.unique(np.asarray(patients), return_inverse=True)
     rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids)) for _ in range(rounds)])
-    return counts[:, patient_of].astype(np.float64)
+    step = block_rounds or max(1, BLOCK_CELLS // max(1, len(patient_of)))
+    for start in range(0, rounds, step):
+        draws = range(min(step, rounds - start))
+        counts = np.stack([np.bincount(rng.integers(0, len(ids), len(ids)), minlength=len(ids)) for _ in draws])
+        yield counts[:, patient_of].astype(np.float64)
 
 
 def weighted_auroc(labels, scores, weights):
@@ -88,14 +100,22 @@ def specificity_threshold(negative_scores, specificity):
     return float(min(candidates[np.argmax(below >= specificity - 1e-12)], 1.0))
 
 
+def _resampled_rate(hits, members, weights):
+    """The share of ``members`` that are ``hits`` in each resample (row of ``weights``)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (weights * (hits & members)).sum(axis=1) / (weights * members).sum(axis=1)
+
+
 def _rate(hits, members, weights):
     """Point estimate and interval of the share of ``members`` that are ``hits``, per resample."""
+    return _estimate(hits, members, _resampled_rate(hits, members, weights))
+
+
+def _estimate(hits, members, resampled):
+    """Point estimate of the share of ``members`` that are ``hits``, and the interval of ``resampled``."""
     if not members.any():
         return [None, None, None]
-    estimate = hits[members].mean()
-    with np.errstate(invalid="ignore", divide="ignore"):
-        resampled = (weights * (hits & members)).sum(axis=1) / (weights * members).sum(axis=1)
-    return [float(estimate), *interval(resampled)]
+    return [float(hits[members].mean()), *interval(resampled)]
 
 
 def check_specificity(specificity):
@@ -112,11 +132,14 @@ def check_specificity(specificity):
 def reliability(probabilities, labels, patients, floor=RELIABILITY_FLOOR, rounds=ROUNDS, seed=0):
     """Per finding AUROC with its interval and whether the interval clears ``floor``."""
     probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels).astype(int)
-    weights = patient_weights(patients, rounds, seed)
+    resampled = {name: [] for name in FINDINGS}
+    for weights in weight_blocks(patients, rounds, seed):
+        for i, name in enumerate(FINDINGS):
+            resampled[name].append(weighted_auroc(labels[:, i], probabilities[:, i], weights))
     ones = np.ones((1, len(labels)))
     findings = {}
     for i, name in enumerate(FINDINGS):
-        low, high = interval(weighted_auroc(labels[:, i], probabilities[:, i], weights))
+        low, high = interval(np.concatenate(resampled[name]))
         findings[name] = {
             "auroc": _number(weighted_auroc(labels[:, i], probabilities[:, i], ones)[0]),
             "low": low,
@@ -132,15 +155,19 @@ def operating_point(probabilities, labels, patients, specificity=DEFAULT_SPECIFI
     sensitivity and specificity there as ``[estimate, low, high]``."""
     specificity = check_specificity(specificity)
     probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels).astype(bool)
-    weights = patient_weights(patients, rounds, seed)
+    thresholds = [specificity_threshold(probabilities[~labels[:, i], i], specificity) for i in range(len(FINDINGS))]
+    flagged = probabilities >= np.asarray(thresholds)
+    sensitivity, specificity_ = ([[] for _ in FINDINGS] for _ in range(2))
+    for weights in weight_blocks(patients, rounds, seed):
+        for i in range(len(FINDINGS)):
+            sensitivity[i].append(_resampled_rate(flagged[:, i], labels[:, i], weights))
+            specificity_[i].append(_resampled_rate(~flagged[:, i], ~labels[:, i], weights))
     findings = {}
     for i, name in enumerate(FINDINGS):
-        threshold = specificity_threshold(probabilities[~labels[:, i], i], specificity)
-        flagged = probabilities[:, i] >= threshold
         findings[name] = {
-            "threshold": threshold,
-            "sensitivity": _rate(flagged, labels[:, i], weights),
-            "specificity": _rate(~flagged, ~labels[:, i], weights),
+            "threshold": thresholds[i],
+            "sensitivity": _estimate(flagged[:, i], labels[:, i], np.concatenate(sensitivity[i])),
+            "specificity": _estimate(~flagged[:, i], ~labels[:, i], np.concatenate(specificity_[i])),
         }
     return {"target_specificity": specificity, "level": LEVEL, "rounds": rounds, "findings": findings}
 

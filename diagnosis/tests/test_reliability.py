@@ -103,3 +103,20 @@ def test_patient_weights_draw_whole_patients():
     labels = np.array([1, 0, 1, 0, 1, 0])
     assert np.isnan(weighted_auroc(np.zeros(6), np.arange(6), weights[:1]))[0]
     assert 0 <= np.nanmin(weighted_auroc(labels, np.arange(6), weights)) <= 1
+
+
+def test_weights_a_block_at_a_time_are_the_same_draws(monkeypatch):
+    # Memory is bounded by drawing the resamples a block of rounds at a time; the draws, and so
+    # every interval, are those of all rounds at once.
+    from diagnosis import reliability
+
+    rng = np.random.default_rng(3)
+    probabilities, labels = rng.random((300, 14)), (rng.random((300, 14)) < 0.2).astype(int)
+    patients = rng.integers(0, 120, 300)
+    whole = reliability.patient_weights(patients, rounds=40, seed=1)
+    blocks = list(reliability.weight_blocks(patients, rounds=40, seed=1, block_rounds=7))
+    assert [len(block) for block in blocks] == [7, 7, 7, 7, 7, 5]
+    assert np.array_equal(np.concatenate(blocks), whole)
+    at_once = reliability.reliability(probabilities, labels, patients), reliability.operating_point(probabilities, labels, patients)
+    monkeypatch.setattr(reliability, "BLOCK_CELLS", 300 * 37)  # 27 blocks of 37 rounds, and one of 1
+    assert (reliability.reliability(probabilities, labels, patients), reliability.operating_point(probabilities, labels, patients)) == at_once
