@@ -14,9 +14,18 @@ BINS = 9  # unsigned orientations over 0..180 degrees
 STRENGTHS = (0.000003, 0.00001, 0.00003, 0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 
 
+BLOCK = 512  # images whose float temporaries are held at once
+
+
 def hog(pixels, cell=CELL, bins=BINS):
-    """HOG descriptors of uint8 ``pixels`` [N, S, S]: gradient-orientation histograms per cell,
-    L2-Hys normalised over 2x2-cell blocks (Dalal and Triggs). Returns float32 [N, features]."""
+    """HOG descriptors of uint8 ``pixels`` [N, S, S] (memory-mapped arrays too): gradient-orientation
+    histograms per cell, L2-Hys normalised over 2x2-cell blocks (Dalal and Triggs). Returns float32
+    [N, features]. Computed ``BLOCK`` images at a time, so only the features grow with N."""
+    blocks = [_hog_block(pixels[start : start + BLOCK], cell, bins) for start in range(0, max(len(pixels), 1), BLOCK)]
+    return np.concatenate(blocks) if len(blocks) > 1 else blocks[0]
+
+
+def _hog_block(pixels, cell, bins):
     images = np.asarray(pixels, dtype=np.float32)
     gy, gx = np.gradient(images, axis=(1, 2))
     magnitude = np.hypot(gx, gy)

@@ -38,7 +38,7 @@ def fit(networks, pooled, strength):
     hog_parts, raw, parts = [], [], {"networks": [], "hog": []}
     for network, mask in zip(networks, masks):
         weights, biases = fit_linear(features[~mask], labels[~mask], strength)
-        cnn_logits = network_logits(network, pooled["pixels"][mask])
+        cnn_logits = network_logits(network, pooled["pixels"].subset(mask))
         hog_logits = features[mask] @ weights + biases
         part = HogPart(
             weights, biases, *calibration.logit_standardiser(hog_logits), *calibration.logit_standardiser(cnn_logits),

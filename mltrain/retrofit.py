@@ -25,7 +25,7 @@ def ensemble_out_of_fold(directory, metadata, pooled):
     members = load_members(directory, metadata)
     check_members(members, pooled)
     pixels = pooled["pixels"]
-    return out_of_fold(pooled, [member.probabilities(pixels[mask]) for member, mask in zip(members, fold_masks(pooled))])
+    return out_of_fold(pooled, [member.probabilities(pixels.subset(mask)) for member, mask in zip(members, fold_masks(pooled))])
 
 
 def annotate(version, data_dir=None):
