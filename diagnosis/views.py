@@ -159,7 +159,9 @@ def xray_detail(request, pk):
 def render_xray_page(request, xray, *, reading_form=None, amendment_form=None):
     """The X-ray page: the image, the model's findings, and apart from them the reading, with a
     bound form (after refused input) or one filled from the reading itself, never from the model."""
-    predictions = list(xray.predictions.select_related("model_version").order_by("-probability"))
+    # A failed rescoring keeps the earlier run's rows; the page shows the failure, not those scores.
+    scored = xray.status == XRayStatus.DONE
+    predictions = list(xray.predictions.select_related("model_version").order_by("-probability")) if scored else []
     version = predictions[0].model_version if predictions else None
     # Reliable findings first, each group high to low.
     predictions.sort(key=lambda p: not p.reliable)

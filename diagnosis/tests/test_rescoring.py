@@ -111,3 +111,16 @@ def test_a_database_failure_while_saving_leaves_the_earlier_predictions_whole(sc
         score_xray(XRay.objects.get(pk=xray.pk))
     assert stored(xray) == earlier
     assert XRay.objects.get(pk=xray.pk).status == XRayStatus.DONE
+
+
+def test_after_a_failed_run_the_page_shows_the_failure_and_not_the_earlier_scores(scored, staff_client, tmp_path):
+    xray, earlier = scored
+    build_tiny_artefact(tmp_path / "broken", name="broken-model")
+    (tmp_path / "broken" / "model.onnx").write_bytes(b"garbage")
+    register_model_version(tmp_path / "broken", activate=True)
+    assert score_xray(XRay.objects.get(pk=xray.pk)) == XRayStatus.FAILED
+    page = staff_client.get(f"/xrays/{xray.pk}/").content.decode()
+    assert '<p class="message error" id="status">The model could not score this X-ray: Cannot load the serving model' in page
+    assert '<dd id="model-version">—</dd>' in page
+    assert "tiny-test-model" not in page
+    assert stored(xray) == earlier  # still kept for the record
