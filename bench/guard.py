@@ -30,6 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, BenchError, machine, machine_line, nih_sample, summary_ms, table  # noqa: E402
 
+sys.path.insert(0, str(REPO))
+from diagnosis.serving import GUARD_FILE, PATIENTS_FILE  # noqa: E402
+
 GOAL_UNSEEN_REFUSED = 0.02
 GOAL_CORPUS_REFUSED = 0.95
 GOAL_MEDIAN_MS = 1.0
@@ -42,11 +45,11 @@ def parse_args(argv=None):
         "and on images that are not chest X-rays. Prints a table; --json writes the figures.",
     )
     parser.add_argument(
-        "--guard", metavar="PATH", default=str(REPO / "models" / "default" / "guard.npz"),
+        "--guard", metavar="PATH", default=str(REPO / "models" / "default" / GUARD_FILE),
         help="guard file (default models/default/guard.npz)",
     )
     parser.add_argument(
-        "--patients", metavar="PATH", default=str(REPO / "models" / "default" / "patients.json"),
+        "--patients", metavar="PATH", default=str(REPO / "models" / "default" / PATIENTS_FILE),
         help="the model's patients.json: NIH images of its 'train' patients are left out "
         "(default models/default/patients.json)",
     )

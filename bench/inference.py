@@ -265,6 +265,7 @@ def probe_build_mobilenet(args):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from diagnosis.artefact import write_metadata
     from diagnosis.findings import FINDINGS
+    from diagnosis.serving import INPUT_NAME, ONNX_FILE
     from mltrain.export import export_onnx
     from mltrain.members import NetworkMember
     from mltrain.networks import build_model
@@ -275,7 +276,7 @@ def probe_build_mobilenet(args):
     directory = Path(args.artefact)
     directory.mkdir(parents=True)
     model = build_model(config, outputs=len(FINDINGS))
-    export_onnx([NetworkMember(model)], config.size, directory / "model.onnx")
+    export_onnx([NetworkMember(model)], config.size, directory / ONNX_FILE)
     write_metadata(
         directory,
         {
@@ -284,7 +285,7 @@ def probe_build_mobilenet(args):
             "findings": list(FINDINGS),
             "thresholds": {name: 0.5 for name in FINDINGS},
             "input_size": config.size,
-            "serving": {"file": "model.onnx", "input": "image"},
+            "serving": {"file": ONNX_FILE, "input": INPUT_NAME},
             "metrics": {},
         },
     )
@@ -348,8 +349,10 @@ def choose_artefact(args, workdir):
 
     if args.artefact:
         return Path(args.artefact).resolve(), None
+    from diagnosis.serving import METADATA_FILE
+
     default = Path(settings.DISPREDO_DEFAULT_MODEL_DIR)
-    if (default / "metadata.json").is_file():
+    if (default / METADATA_FILE).is_file():
         return default, None
     if args.stand_in == "mobilenet":
         directory = Path(workdir) / "untrained-mobilenet"
@@ -469,7 +472,9 @@ def _session(artefact, metadata, threads, spinning):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    path = Path(artefact) / metadata.get("serving", {}).get("file", "model.onnx")
+    from diagnosis.serving import ONNX_FILE
+
+    path = Path(artefact) / metadata.get("serving", {}).get("file", ONNX_FILE)
     return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
 
