@@ -5,7 +5,7 @@ needed; our template also moves its inline style into a static file."""
 
 from drf_spectacular.views import SpectacularSwaggerSplitView
 
-from diagnosis.access import staff_required
+from diagnosis.records.access import staff_required
 
 # A browser: anonymous users are sent to sign in, others refused, as on every page.
 docs = staff_required(

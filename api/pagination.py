@@ -1,6 +1,6 @@
 from rest_framework.pagination import PageNumberPagination
 
-from diagnosis.views import PAGE_SIZE
+from diagnosis.pages.views import PAGE_SIZE
 
 
 class PagePagination(PageNumberPagination):

@@ -6,10 +6,10 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from diagnosis import audit
-from diagnosis.access import get_patient_for_user
-from diagnosis.forms import PatientForm, PatientSearchForm
-from diagnosis.models import AuditAction, Patient
+from diagnosis.pages.forms import PatientForm, PatientSearchForm
+from diagnosis.records import audit
+from diagnosis.records.access import get_patient_for_user
+from diagnosis.records.models import AuditAction, Patient
 
 from .errors import form_data, form_error
 from .schema import form_parameters

@@ -1,8 +1,8 @@
-"""The API's access rule: the pages' rule (``diagnosis.access``), with its message."""
+"""The API's access rule: the pages' rule (``diagnosis.records.access``), with its message."""
 
 from rest_framework.permissions import BasePermission
 
-from diagnosis.access import STAFF_ONLY_MESSAGE
+from diagnosis.records.access import STAFF_ONLY_MESSAGE
 
 
 class IsClinicStaff(BasePermission):

@@ -6,8 +6,9 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from diagnosis.findings import FINDINGS
-from diagnosis.models import UNREAD, Patient, Prediction, ReadingStatus, XRay
+from diagnosis.readings.models import UNREAD, ReadingStatus
+from diagnosis.records.models import Patient, Prediction, XRay
+from dispredo_core.findings import FINDINGS
 
 from .models import ApiToken
 

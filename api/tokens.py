@@ -15,7 +15,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 
-from diagnosis.access import STAFF_ONLY_MESSAGE
+from diagnosis.records.access import STAFF_ONLY_MESSAGE
 
 from .errors import form_data, form_error
 from .forms import TokenForm

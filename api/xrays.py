@@ -10,14 +10,17 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from diagnosis import audit, fhir, views
-from diagnosis.access import get_xray_for_user
-from diagnosis.forms import UploadForm, WorklistFilterForm
-from diagnosis.findings import FINDINGS
-from diagnosis.models import AuditAction, ModelVersion, XRay
-from diagnosis.readings import reading_state
-from diagnosis.uploads import receive_upload
-from diagnosis.worklists import filtered_xrays
+from diagnosis.intake.pipeline import receive_upload
+from diagnosis.interop import fhir
+from diagnosis.lifecycle.models import ModelVersion
+from diagnosis.pages import views
+from diagnosis.pages.forms import UploadForm, WorklistFilterForm
+from diagnosis.pages.worklists import filtered_xrays
+from diagnosis.readings.rules import reading_state
+from diagnosis.records import audit
+from diagnosis.records.access import get_xray_for_user
+from diagnosis.records.models import AuditAction, XRay
+from dispredo_core.findings import FINDINGS
 
 from .errors import form_data, form_error
 from .schema import form_body, form_parameters

@@ -4,7 +4,7 @@
     .venv/bin/python bench/guard.py --guard PATH.npz     # any guard file
     .venv/bin/python bench/guard.py --json out.json      # also write the figures
 
-Figures, for the guard as the web process runs it (``diagnosis.guard.InputGuard``, NumPy only):
+Figures, for the guard as the web process runs it (``dispredo_core.guard.InputGuard``, NumPy only):
 
 - time per image: ``accepts`` on one image's model pixels (already computed by the predictor, so
   no decoding is timed), one image per call, over the NIH images below (each ``--repeats`` times
@@ -13,7 +13,7 @@ Figures, for the guard as the web process runs it (``diagnosis.guard.InputGuard`
   (images_001 and images_002 of patients outside models/default/patients.json's "train" list,
   plus all of images_003); goal at most 2 %;
 - corpus refusal rate: the images that are not chest X-rays of
-  ``diagnosis.tests.nonxray_corpus.build_corpus`` (photographs, CT and MR slices, text, charts,
+  ``dispredo_site.testing.nonxray_corpus.build_corpus`` (photographs, CT and MR slices, text, charts,
   screenshots, synthetic patterns, inverted X-rays); goal at least 95 %. The ones that pass are listed.
 
 Everything runs on one CPU thread; other load on the machine makes the times worse (the load
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, BenchError, machine, machine_line, nih_sample, summary_ms, table  # noqa: E402
 
 sys.path.insert(0, str(REPO))
-from diagnosis.serving import GUARD_FILE, PATIENTS_FILE  # noqa: E402
+from dispredo_core.serving import GUARD_FILE, PATIENTS_FILE  # noqa: E402
 
 GOAL_UNSEEN_REFUSED = 0.02
 GOAL_CORPUS_REFUSED = 0.95
@@ -64,9 +64,9 @@ def measure(args):
     from PIL import Image
 
     sys.path.insert(0, str(REPO))
-    from diagnosis.guard import InputGuard
-    from diagnosis.imaging import to_model_pixels
-    from diagnosis.tests.nih_unseen import unseen_images
+    from dispredo_core.guard import InputGuard
+    from dispredo_core.imaging import to_model_pixels
+    from dispredo_site.testing.nih_unseen import unseen_images
 
     guard = InputGuard.load(args.guard)
     folder = nih_sample()
@@ -80,7 +80,7 @@ def measure(args):
             nih.append(to_model_pixels(image, guard.size))
 
     print("Building the corpus of images that are not chest X-rays ...", flush=True)
-    from diagnosis.tests.nonxray_corpus import build_corpus
+    from dispredo_site.testing.nonxray_corpus import build_corpus
 
     corpus = build_corpus(folder)
     corpus_pixels = [to_model_pixels(image, guard.size) for _, image in corpus]

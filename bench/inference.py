@@ -4,7 +4,7 @@
     .venv/bin/python bench/inference.py --artefact DIR   # any artefact directory
     .venv/bin/python bench/inference.py --json out.json  # also write the figures
 
-Served model (``diagnosis.inference.Predictor``, ONNX Runtime, as a web worker runs it):
+Served model (``diagnosis.lifecycle.predictors.Predictor``, ONNX Runtime, as a web worker runs it):
 
 - model time for one image: ``predict_pixels`` on prepared pixels, all 14 findings (and CAMs);
 - the input guard's time for one image, on the same pixels;
@@ -55,7 +55,7 @@ from _common import (  # noqa: E402
 
 STAND_IN_WARNING = {
     "tiny": "models/default does not exist: benchmarking the TINY TEST MODEL\n"
-    "(diagnosis.tests.tiny_model, one 4-channel conv). Its latency and memory say nothing about a\n"
+    "(dispredo_site.testing.tiny_model, one 4-channel conv). Its latency and memory say nothing about a\n"
     "trained MobileNet: run again once models/default exists, or pass --artefact DIR, or\n"
     "--stand-in mobilenet for an untrained MobileNet of the shipped design.",
     "mobilenet": "models/default does not exist: benchmarking an UNTRAINED multilabel MobileNet stand-in\n"
@@ -153,8 +153,8 @@ def probe_served(args):
     import dispredo_site.urls  # noqa: F401  (what a web worker imports: admin, views, scoring)
 
     result["after_django"] = memory_mb()
-    from diagnosis.imaging import open_xray
-    from diagnosis.inference import Predictor
+    from dispredo_core.imaging import open_xray
+    from dispredo_core.predictor import Predictor
 
     started = time.perf_counter()
     predictor = Predictor(args.artefact, threads=args.threads)
@@ -173,7 +173,7 @@ def probe_served(args):
 
 def _keras_networks(args, keras):
     """The networks to time: the artefact's 14 per-finding .keras files, else 14 built as originally."""
-    from diagnosis.artefact import read_metadata, resolve
+    from dispredo_core.artefact import read_metadata, resolve
 
     try:
         metadata = read_metadata(args.artefact)
@@ -229,7 +229,7 @@ def probe_keras(args):
     result["parameters_total"] = int(sum(m.count_params() for m in models))
     result["after_build"] = memory_mb()
 
-    from diagnosis.imaging import open_xray, to_model_pixels
+    from dispredo_core.imaging import open_xray, to_model_pixels
 
     pixels = to_model_pixels(open_xray(Path(args.image).read_bytes()), info["size"])
     x = (pixels.astype(np.float32) / 255.0)[np.newaxis, ..., np.newaxis]
@@ -263,9 +263,9 @@ def probe_build_mobilenet(args):
     from types import SimpleNamespace
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from diagnosis.artefact import write_metadata
-    from diagnosis.findings import FINDINGS
-    from diagnosis.serving import INPUT_NAME, ONNX_FILE
+    from dispredo_core.artefact import write_metadata
+    from dispredo_core.findings import FINDINGS
+    from dispredo_core.serving import INPUT_NAME, ONNX_FILE
     from mltrain.export import export_onnx
     from mltrain.members import NetworkMember
     from mltrain.networks import build_model
@@ -349,7 +349,7 @@ def choose_artefact(args, workdir):
 
     if args.artefact:
         return Path(args.artefact).resolve(), None
-    from diagnosis.serving import METADATA_FILE
+    from dispredo_core.serving import METADATA_FILE
 
     default = Path(settings.DISPREDO_DEFAULT_MODEL_DIR)
     if (default / METADATA_FILE).is_file():
@@ -361,7 +361,7 @@ def choose_artefact(args, workdir):
         if "error" in result:
             raise BenchError(f"Could not build the MobileNet stand-in: {result['error']}")
         return directory, "mobilenet"
-    from diagnosis.tests.tiny_model import build_tiny_artefact
+    from dispredo_site.testing.tiny_model import build_tiny_artefact
 
     directory = Path(workdir) / "tiny-test-model"
     build_tiny_artefact(directory)
@@ -384,9 +384,9 @@ def time_calls(function, items, runs, warmup):
 def measure_served(args, artefact, files):
     import numpy as np
 
-    from diagnosis.artefact import read_metadata
-    from diagnosis.imaging import open_xray, to_model_pixels
-    from diagnosis.inference import Predictor
+    from dispredo_core.artefact import read_metadata
+    from dispredo_core.imaging import open_xray, to_model_pixels
+    from dispredo_core.predictor import Predictor
 
     metadata = read_metadata(artefact)
     started = time.perf_counter()
@@ -448,7 +448,7 @@ def measure_served(args, artefact, files):
 
 def measure_dicom_decode(size, runs):
     """{"<transfer syntax> (<w>x<h>)": summary} for each readable sample DICOM (empty without the sample)."""
-    from diagnosis.imaging import InvalidImage, open_xray, to_model_pixels
+    from dispredo_core.imaging import InvalidImage, open_xray, to_model_pixels
 
     folder = Path(os.environ.get("DISPREDO_DICOM_SAMPLE", REPO.parent / "shared" / "data" / "dicom-sample"))
     figures = {}
@@ -472,7 +472,7 @@ def _session(artefact, metadata, threads, spinning):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-    from diagnosis.serving import ONNX_FILE
+    from dispredo_core.serving import ONNX_FILE
 
     path = Path(artefact) / metadata.get("serving", {}).get("file", ONNX_FILE)
     return onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])

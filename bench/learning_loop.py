@@ -117,11 +117,12 @@ def read_as_a_clinic(rows, paths, names):
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from diagnosis import readings
-    from diagnosis.findings import FINDINGS
-    from diagnosis.imaging import open_xray
-    from diagnosis.models import Mark, Patient
-    from diagnosis.scoring import store_xray
+    from diagnosis.intake.storing import store_xray
+    from diagnosis.readings import rules as readings
+    from diagnosis.readings.models import Mark
+    from diagnosis.records.models import Patient
+    from dispredo_core.findings import FINDINGS
+    from dispredo_core.imaging import open_xray
 
     reader = get_user_model().objects.create_user(READER, is_staff=True)
     reader.groups.add(Group.objects.get(name="Readers"))
@@ -151,14 +152,14 @@ def read_as_a_clinic(rows, paths, names):
 
 def train_version(data_dir, name, args, out):
     from mltrain.config import TrainConfig
-    from mltrain.training import train
+    from mltrain.registry import train_and_register
 
     config = TrainConfig(
         strategy="multilabel", size=args.size, epochs=args.epochs, patience=args.patience, seed=args.seed,
         data_dir=str(data_dir), output_dir=str(out), name=name,
     )
     started = time.perf_counter()
-    version = train(config, stdout=open(os.devnull, "w"), verbosity=0)
+    version = train_and_register(config, stdout=open(os.devnull, "w"), verbosity=0)
     return version, time.perf_counter() - started
 
 
@@ -171,7 +172,7 @@ def main(argv=None):
     print(f"Working in {work}")
     try:
         setup_django(work)
-        from diagnosis.model_comparison import table_lines
+        from dispredo_core.comparison import table_lines
         from mltrain.comparison import compare_versions
         from mltrain.preprocess import preprocess
         from mltrain.readings_export import export_readings

@@ -97,10 +97,10 @@ import sys
 from pathlib import Path
 import django
 django.setup()
-from diagnosis.registry import register_model_version
+from diagnosis.lifecycle.registry import register_model_version
 directory = Path(sys.argv[1])
 if sys.argv[2] == "tiny":
-    from diagnosis.tests.tiny_model import build_tiny_artefact
+    from dispredo_site.testing.tiny_model import build_tiny_artefact
     build_tiny_artefact(directory, name="tiny-test-model")
 version = register_model_version(directory, activate=True)
 print(version.name)
@@ -585,7 +585,7 @@ def prepare(args, data_dir, password, database_url=None):
             print(
                 banner(
                     "models/default does not exist: the server scores with the TINY TEST MODEL\n"
-                    "(diagnosis.tests.tiny_model). Requests spend a little less time in the model than\n"
+                    "(dispredo_site.testing.tiny_model). Requests spend a little less time in the model than\n"
                     "with a trained MobileNet (about 1-2 ms of CPU); everything else is the real app."
                 ),
                 flush=True,

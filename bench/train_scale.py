@@ -22,7 +22,6 @@ names a folder to keep it in (a second run there reuses it).
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +42,7 @@ def write_dataset(directory, count, size, seed=0):
     import numpy as np
 
     sys.path.insert(0, str(REPO))
-    from diagnosis.findings import FINDINGS
+    from dispredo_core.findings import FINDINGS
 
     directory = Path(directory)
     manifest_path = directory / "manifest.json"
@@ -105,7 +104,7 @@ def sample():
         time.sleep(0.05)
 threading.Thread(target=sample, daemon=True).start()
 
-from mltrain import fit as fitting, networks, training
+from mltrain import fit as fitting, networks, registry, training
 from mltrain.config import TrainConfig
 
 # Time apart the scoring (every predict: validation each epoch inside the fits, out-of-fold after)
@@ -142,7 +141,7 @@ def capped(*args, **kwargs):
     return data
 fitting.batches = capped
 started = time.perf_counter()
-version = training.train(TrainConfig(**options), verbosity=0)
+version = registry.train_and_register(TrainConfig(**options), verbosity=0)
 wall = time.perf_counter() - started
 fits = version.metrics["training"]["fits"]
 print(json.dumps({

@@ -148,12 +148,12 @@ def probe(args):
     import django
 
     django.setup()
-    import dispredo_site.urls  # noqa: F401  (what a web worker imports)
     from django.core.exceptions import ValidationError
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from diagnosis.forms import XRayFileField
-    from diagnosis.inference import Predictor
+    import dispredo_site.urls  # noqa: F401  (what a web worker imports)
+    from diagnosis.pages.forms import XRayFileField
+    from dispredo_core.predictor import Predictor
 
     predictor = Predictor(args.artefact)
     path = Path(args.probe)

@@ -2,7 +2,8 @@
 
 from django.utils.functional import SimpleLazyObject
 
-from .models import XRay
+from diagnosis.readings.queries import awaiting_reading as awaiting
+from diagnosis.records.models import XRay
 
 
 def awaiting_reading(request):
@@ -12,6 +13,6 @@ def awaiting_reading(request):
 
     def count():
         user = getattr(request, "user", None)
-        return XRay.objects.awaiting_reading().count() if user is not None and user.is_staff else None
+        return awaiting(XRay.objects.all()).count() if user is not None and user.is_staff else None
 
     return {"awaiting_reading": SimpleLazyObject(count)}

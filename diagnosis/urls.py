@@ -1,6 +1,7 @@
 from django.urls import path
 
-from . import reading_views, report_views, views
+from diagnosis.pages import reading_views, views
+from diagnosis.readings import views as report_views
 
 app_name = "diagnosis"
 urlpatterns = [

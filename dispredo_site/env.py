@@ -58,6 +58,15 @@ def env_float(name, default, low, high):
     return value
 
 
+def env_rate(name, default):
+    """A rate like "120/min" (per second, minute, hour or day) from the environment."""
+    value = env_str(name, default).strip()
+    count, _, period = value.partition("/")
+    if not (count.isdigit() and period[:1] in ("s", "m", "h", "d")):
+        raise ImproperlyConfigured(f"{name} must be a rate such as 120/min (per s, min, hour or day), not {value!r}.")
+    return value
+
+
 def env_list(name, default):
     raw = os.environ.get(name)
     if raw is None:
@@ -179,7 +188,7 @@ def xray_storage():
     """
     kind = _choice("DISPREDO_STORAGE", "local", ("local", "s3"))
     if kind == "local":
-        return {"BACKEND": "diagnosis.storage.PrivateFileSystemStorage"}
+        return {"BACKEND": "diagnosis.storage.xrays.PrivateFileSystemStorage"}
     bucket = env_str("DISPREDO_S3_BUCKET").strip()
     if not bucket:
         raise ImproperlyConfigured("DISPREDO_STORAGE=s3 needs DISPREDO_S3_BUCKET, the name of the bucket for X-ray files.")
@@ -225,4 +234,4 @@ def xray_storage():
     }
     if key_id:
         options.update(access_key=key_id, secret_key=secret)
-    return {"BACKEND": "diagnosis.s3_storage.PrivateS3Storage", "OPTIONS": options}
+    return {"BACKEND": "diagnosis.storage.s3.PrivateS3Storage", "OPTIONS": options}

@@ -1,15 +1,21 @@
 """Dispredo settings: every deployment-specific value comes from the environment.
 
 Local defaults are safe: DEBUG off, SQLite and private files under ./var, a secret key
-generated on first start. See README.md for the variables.
+generated on first start. docs/configuration.md lists the variables.
 """
 
 from datetime import timedelta
 from pathlib import Path
 
 from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
-from .env import database, env_bool, env_float, env_int, env_list, env_path, env_str, secret_key, xray_storage
+from api import conf as api_conf  # plain values: nothing of Django is loaded
+
+from .env import (
+    database, env_bool, env_float, env_int, env_list, env_path, env_rate, env_str, secret_key, xray_storage,
+)
+from .observability.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -145,7 +151,7 @@ DISPREDO_MAX_UPLOAD_BYTES = 40 * 1024 * 1024
 DISPREDO_MAX_IMAGE_BYTES = env_int("DISPREDO_MAX_IMAGE_BYTES", 48 * 1024 * 1024)
 # Django skips a multipart part whose header is not UTF-8: this handler makes it readable first.
 FILE_UPLOAD_HANDLERS = [
-    "diagnosis.upload_names.ReadableNamesUploadHandler",
+    "diagnosis.intake.names.ReadableNamesUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
@@ -155,7 +161,7 @@ DISPREDO_MODEL_DIR = env_path("DISPREDO_MODEL_DIR", DATA_DIR / "models")
 DISPREDO_DEFAULT_MODEL_DIR = BASE_DIR / "models" / "default"
 # Preprocessed training data (mltrain writes here).
 DISPREDO_MLTRAIN_DIR = env_path("DISPREDO_MLTRAIN_DIR", DATA_DIR / "mltrain")
-# The activation gate (diagnosis.activation) refuses a version whose mean AUROC on the held-out clinic
+# The activation gate (diagnosis.gate.activation) refuses a version whose mean AUROC on the held-out clinic
 # readings is more than this below the active version's.
 DISPREDO_GATE_MARGIN = env_float("DISPREDO_GATE_MARGIN", 0.02, 0.0, 1.0)
 
@@ -167,7 +173,7 @@ DISPREDO_DICOM_BIND = env_str("DISPREDO_DICOM_BIND", "127.0.0.1")
 DISPREDO_DICOM_CALLING_AE_TITLES = env_list("DISPREDO_DICOM_CALLING_AE_TITLES", [])
 # The system user received X-rays are stored under (created without a usable password).
 DISPREDO_DICOM_USER = env_str("DISPREDO_DICOM_USER", "dicom-receiver")
-# FHIR output (diagnosis.fhir): the base of Dispredo's own identifier and code systems, a URN or a URL.
+# FHIR output (diagnosis.interop.fhir): the base of Dispredo's own identifier and code systems, a URN or a URL.
 DISPREDO_FHIR_BASE = env_str("DISPREDO_FHIR_BASE", "urn:dispredo")
 
 SESSION_COOKIE_HTTPONLY = True
@@ -234,41 +240,20 @@ AXES_CLIENT_IP_CALLABLE = "dispredo_site.security.client_address"
 AXES_CLIENT_STR_CALLABLE = "dispredo_site.security.client_description"
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {
-        "diagnosis": {"handlers": ["console"], "level": "INFO"},
-        # Failed sign-ins and lockouts (user name, address, page); successful ones are in Admin > Axes.
-        "axes": {"handlers": ["console"], "level": "WARNING"},
-        # With DEBUG off and no ADMINS, a 500's traceback would otherwise go nowhere.
-        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
-    },
-}
+# Every line JSON on the console, with the request id where there is one (observability/logs.py).
+LOGGING = logging_config()
 
 # ---------------------------------------------------------------------------------------------
 # REST API (api app, under /api/): Django REST framework, OpenAPI schema and docs, rate limits.
 # ---------------------------------------------------------------------------------------------
-from django.core.exceptions import ImproperlyConfigured  # noqa: E402
-
 INSTALLED_APPS += ["rest_framework", "drf_spectacular", "drf_spectacular_sidecar", "api"]
 
 
-def _api_rate(name, default):
-    """A rate like "120/min" (per second, minute, hour or day) from the environment."""
-    value = env_str(name, default).strip()
-    count, _, period = value.partition("/")
-    if not (count.isdigit() and period[:1] in ("s", "m", "h", "d")):
-        raise ImproperlyConfigured(f"{name} must be a rate such as 120/min (per s, min, hour or day), not {value!r}.")
-    return value
-
-
 # Per user (per address before sign-in); over the limit the API answers 429 with Retry-After.
-DISPREDO_API_REQUEST_RATE = _api_rate("DISPREDO_API_REQUEST_RATE", "120/min")
-DISPREDO_API_UPLOAD_RATE = _api_rate("DISPREDO_API_UPLOAD_RATE", "20/min")
+DISPREDO_API_REQUEST_RATE = env_rate("DISPREDO_API_REQUEST_RATE", "120/min")
+DISPREDO_API_UPLOAD_RATE = env_rate("DISPREDO_API_UPLOAD_RATE", "20/min")
 # Token requests with a password, per address.
-DISPREDO_API_SIGN_IN_RATE = _api_rate("DISPREDO_API_SIGN_IN_RATE", "10/min")
+DISPREDO_API_SIGN_IN_RATE = env_rate("DISPREDO_API_SIGN_IN_RATE", "10/min")
 # Rate counts live in the database, shared by every web worker of every server (a per-process memory
 # cache would let each worker allow the full rate, files under DATA_DIR each host). `manage.py setup`
 # creates the table (createcachetable).
@@ -281,42 +266,8 @@ CACHES = {
     },
 }
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [
-        "api.authentication.ApiTokenAuthentication",  # first: its header makes anonymous requests 401
-        "rest_framework.authentication.SessionAuthentication",  # the browser, with CSRF
-    ],
-    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.IsClinicStaff"],
-    "DEFAULT_THROTTLE_CLASSES": ["api.throttles.RequestThrottle"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
-    "DEFAULT_PAGINATION_CLASS": "api.pagination.PagePagination",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "TEST_REQUEST_DEFAULT_FORMAT": "json",
-}
-
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Dispredo API",
-    "DESCRIPTION": "Chest X-ray findings for clinic systems. Staff accounts only; see /api/docs/.",
-    "VERSION": "1",
-    "SCHEMA_PATH_PREFIX": "/api/",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVE_PERMISSIONS": ["api.permissions.IsClinicStaff"],
-    "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"ViewPositionEnum": "diagnosis.models.ViewPosition", "SexEnum": "diagnosis.models.Sex"},
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "api.schema.add_error_responses",
-    ],
-}
-
-LOGGING["loggers"]["api"] = {"handlers": ["console"], "level": "INFO"}
+# The REST framework's and the OpenAPI schema's settings are the api app's own (api/conf.py).
+REST_FRAMEWORK, SPECTACULAR_SETTINGS = api_conf.REST_FRAMEWORK, api_conf.SPECTACULAR_SETTINGS
 
 # ---------------------------------------------------------------------------------------------
 # Health, metrics and request logs (issue 19, dispredo_site/observability/): /healthz, /metrics,
@@ -336,16 +287,3 @@ if DISPREDO_METRICS_TOKEN and len(DISPREDO_METRICS_TOKEN) < 16:
     )
 # A load balancer or Prometheus reaching gunicorn directly speaks plain HTTP: not redirected to HTTPS.
 SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
-
-# Every line JSON, with the request id where there is one: the app's loggers above write through the
-# root logger's console handler (once each, not also through their own), like any library's warnings.
-LOGGING["formatters"] = {"json": {"()": "dispredo_site.observability.logs.JsonFormatter"}}
-LOGGING["filters"] = {"request_id": {"()": "dispredo_site.observability.logs.RequestIdFilter"}}
-LOGGING["handlers"]["console"].update(formatter="json", filters=["request_id"])
-for _logger in LOGGING["loggers"].values():
-    if _logger.get("propagate", True):
-        _logger.pop("handlers", None)
-LOGGING["root"] = {"handlers": ["console"], "level": "WARNING"}
-# The request lines (dispredo.requests) and the health checks' reasons (dispredo_site.observability).
-LOGGING["loggers"]["dispredo"] = {"level": "INFO"}
-LOGGING["loggers"]["dispredo_site"] = {"level": "INFO"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from diagnosis.findings import FINDINGS
+from dispredo_core.findings import FINDINGS
 
 from .dataset import BALANCE_REPORT_FILE, BALANCED_DIR, DatasetError, load_split, read_manifest
 from .preprocess import make_sibling, replace_directory

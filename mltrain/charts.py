@@ -3,7 +3,7 @@
 import numpy as np
 from matplotlib.figure import Figure
 
-from diagnosis.findings import DISPLAY_NAMES, FINDINGS, NO_FINDING
+from dispredo_core.findings import DISPLAY_NAMES, FINDINGS, NO_FINDING
 
 from .dataset import SPLITS
 

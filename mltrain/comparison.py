@@ -3,7 +3,7 @@
 Both versions' served ONNX graphs score the images of one split of a preprocessed folder, keeping
 only the patients that NEITHER version trained on or selected its model with (their artefacts'
 patients.json "train" and "val" lists), so neither is flattered by images it has seen. The
-figures are ``diagnosis.model_comparison.compare_scores``: per finding AUROC of each, the
+figures are ``dispredo_core.comparison.compare_scores``: per finding AUROC of each, the
 difference with a paired 95 % patient-bootstrap interval, and the mean over the findings with
 both classes. Runs in the web app's ONNX Runtime path: no TensorFlow.
 """
@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from diagnosis.activation import score_pixels
-from diagnosis.imaging import to_model_pixels
-from diagnosis.inference import predictor_for
-from diagnosis.model_comparison import compare_scores, trained_patients
-from diagnosis.models import ModelVersion
+from diagnosis.lifecycle.models import ModelVersion
+from diagnosis.lifecycle.predictors import predictor_for
+from dispredo_core.comparison import compare_scores, trained_patients
+from dispredo_core.imaging import to_model_pixels
 
 from . import dataset
 
@@ -79,7 +78,7 @@ def compare_versions(candidate, against=None, data_dir=None, split="test"):
         predictor = predictor_for(version)
         model_pixels, note = _pixels_for(predictor, pixels, int(manifest["size"]), version.name)
         notes += [note] if note else []
-        scores.append(score_pixels(predictor, model_pixels))
+        scores.append(predictor.probabilities(model_pixels))
     comparison = compare_scores(np.asarray(data.labels)[keep], scores[0], scores[1], patients[keep])
     return {
         "candidate": candidate.name,

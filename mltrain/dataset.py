@@ -6,7 +6,7 @@
                               a list of them), sources, split_method, missing_images,
                               images_found, splits (count, patients, per_finding, no_finding
                               for each split)
-    {split}_pixels.npy        uint8 [N, S, S]   the pixels of diagnosis.imaging.to_model_pixels
+    {split}_pixels.npy        uint8 [N, S, S]   the pixels of dispredo_core.imaging.to_model_pixels
     {split}_labels.npy        uint8 [N, 14]     0/1 in FINDINGS order; "No Finding" is all zeros
     {split}_patients.npy      int64 [N]         Patient ID (NIH's, or an export's pseudonym)
     {split}_names.npy         unicode [N]       Image Index, e.g. "00000013_005.png"
@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from django.conf import settings
 
-from diagnosis.findings import FINDINGS
+from dispredo_core.findings import FINDINGS
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")

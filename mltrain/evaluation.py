@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from django.utils import timezone
 
-from diagnosis.artefact import read_metadata
-from diagnosis.findings import DISPLAY_NAMES, FINDINGS
-from diagnosis.serving import PATIENTS_FILE
+from dispredo_core.artefact import read_metadata
+from dispredo_core.findings import DISPLAY_NAMES, FINDINGS
+from dispredo_core.serving import PATIENTS_FILE
 
 from . import dataset
 from .export import onnx_session, run_onnx

@@ -1,6 +1,6 @@
 """Export a model's members (``mltrain.members``) to the one ONNX serving graph the web app runs.
 
-The graph (``diagnosis.serving``) takes ``image`` float32 [N, S, S, 1] of raw pixels 0..255 and
+The graph (``dispredo_core.serving``) takes ``image`` float32 [N, S, S, 1] of raw pixels 0..255 and
 returns ``probabilities`` [N, 14] and ``cams`` [N, h, w, 14]. Each member gives its own subgraph
 (``Member.serving_function``). One multilabel member gives all 14 columns; 14 one-output members
 (per-finding) each give their own column of both outputs; the members of a cross-validated
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diagnosis.findings import FINDINGS
-from diagnosis.serving import INPUT_NAME, OUTPUT_NAMES, open_session, run_batch
+from dispredo_core.findings import FINDINGS
+from dispredo_core.serving import INPUT_NAME, OUTPUT_NAMES, open_session, run_batch
 
 from .networks import class_activation_maps, features_and_logits
 
@@ -141,7 +141,7 @@ def _shared_once(nodes, initializers):
 
 
 def onnx_session(path, threads=None):
-    """An ONNX Runtime session on ``path``, opened as the web app opens it (``diagnosis.serving``)."""
+    """An ONNX Runtime session on ``path``, opened as the web app opens it (``dispredo_core.serving``)."""
     return open_session(path, threads)
 
 

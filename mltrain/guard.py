@@ -1,4 +1,4 @@
-"""Fitting the input guard (``diagnosis.guard``) on a model's training images.
+"""Fitting the input guard (``dispredo_core.guard``) on a model's training images.
 
 The threshold must refuse at most ``refuse_fraction`` of real X-rays, which scores of the images a
 guard was fitted on would understate. So the training images are split into ``folds``
@@ -10,7 +10,7 @@ threshold.
 
 import numpy as np
 
-from diagnosis.guard import PARTS, THUMBNAIL, InputGuard, as_batch, statistics, thumbnails
+from dispredo_core.guard import PARTS, THUMBNAIL, InputGuard, as_batch, statistics, thumbnails
 
 COMPONENTS = 10  # principal components of the thumbnails kept
 SHRINKAGE = 0.05  # towards the diagonal, for the covariance of the grey-level statistics

@@ -1,5 +1,5 @@
 """HOG features of an image and the logistic regression on them: the classical part of a hybrid
-ensemble (``mltrain.hybrid``) and the reference ``mltrain.baselines`` scores.
+ensemble (``mltrain.hybrid``) and the reference ``mltrain.lab.baselines`` scores.
 
 ``hog`` computes the features in NumPy, ``hog_graph`` the same in TensorFlow for the served graph;
 ``fit_linear`` fits one logistic regression per finding and returns it as a linear map on the raw

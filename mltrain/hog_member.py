@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from diagnosis.serving import CAMS, HOG_FILE, INPUT_NAME, PROBABILITIES
+from dispredo_core.serving import CAMS, HOG_FILE, INPUT_NAME, PROBABILITIES
 
 from . import calibration
 from .hog import hog, hog_graph

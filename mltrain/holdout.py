@@ -1,6 +1,6 @@
 """What every artefact carries besides its networks: scores of patients it did not train on, the
-reliability and operating point they give (``diagnosis.reliability``), and the input guard fitted
-on its training images (``diagnosis.guard``). ``package.write_artefact`` adds them to each new
+reliability and operating point they give (``dispredo_core.reliability``), and the input guard fitted
+on its training images (``dispredo_core.guard``). ``package.write_artefact`` adds them to each new
 artefact; ``mltrain.retrofit`` to one made before they existed.
 """
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diagnosis.reliability import holdout_metadata
-from diagnosis.serving import GUARD_FILE
+from dispredo_core.reliability import holdout_metadata
+from dispredo_core.serving import GUARD_FILE
 
 from . import dataset
 from .guard import GuardError

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from diagnosis.artefact import read_metadata
-from diagnosis.serving import HOG_FILE
+from dispredo_core.artefact import read_metadata
+from dispredo_core.serving import HOG_FILE
 
 from . import calibration
 from .config import TrainingError
@@ -59,9 +59,9 @@ def fit(networks, pooled, strength):
     return hog_parts, selection
 
 
-def add_hog(directory, name, data_dir=None, strength=None, activate=False, stream=None):
+def add_hog(directory, name, data_dir=None, strength=None, name_taken=None, stream=None):
     """A copy of the calibrated ensemble artefact at ``directory`` with a HOG part per network,
-    registered as ``name``. ``strength`` (logistic regression C) defaults to the one the baseline
+    written as ``name``; returns its directory (``name_taken``: as for ``training.train``). ``strength`` (logistic regression C) defaults to the one the baseline
     chooses on the validation split."""
     directory = Path(directory)
     metadata = read_metadata(directory)
@@ -73,7 +73,7 @@ def add_hog(directory, name, data_dir=None, strength=None, activate=False, strea
             f"{metadata['name']} is not a calibrated cross-validated multilabel ensemble: HOG members "
             "are fitted on the folds its networks left out (train --strategy multilabel --folds K)."
         )
-    config, manifest = copy_config(metadata, name, data_dir, activate)
+    config, manifest = copy_config(metadata, name, data_dir, name_taken)
     if strength is None:
         strength, _ = choose_strength(config.data_dir, stream=stream)
     from .networks import load_networks

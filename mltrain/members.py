@@ -20,7 +20,7 @@ need and never look at its kind:
 from pathlib import Path
 from typing import Protocol
 
-from diagnosis.serving import CAMS, HOG_FILE, INPUT_NAME, PROBABILITIES
+from dispredo_core.serving import CAMS, HOG_FILE, INPUT_NAME, PROBABILITIES
 
 
 class Member(Protocol):

@@ -10,8 +10,9 @@ import warnings
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
-from diagnosis.findings import FINDINGS
-from diagnosis.reliability import ROUNDS, interval, patient_weights, weighted_auroc  # noqa: F401 (shared)
+from dispredo_core.findings import FINDINGS
+from dispredo_core.reliability import ROUNDS, interval, patient_weights, weighted_auroc  # noqa: F401 (shared)
+
 
 def auroc(labels, scores):
     """AUROC of ``scores`` for binary ``labels``, or NaN when only one class is present."""

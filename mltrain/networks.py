@@ -1,6 +1,6 @@
 """The MobileNet networks Dispredo trains, their losses and their training-time augmentation.
 
-Every network takes the uint8 pixels of ``diagnosis.imaging.to_model_pixels`` as float32
+Every network takes the uint8 pixels of ``dispredo_core.imaging.to_model_pixels`` as float32
 [N, S, S, 1] in 0..255 and normalises them itself (``normalise`` layer), so the exported
 serving model takes the same raw pixels. Layers are named so export can take the network apart:
 

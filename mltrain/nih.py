@@ -16,8 +16,8 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from diagnosis.findings import FINDINGS, NO_FINDING
-from diagnosis.imaging import to_model_pixels
+from dispredo_core.findings import FINDINGS, NO_FINDING
+from dispredo_core.imaging import to_model_pixels
 
 # The 2020 revision first: where both are present it holds the corrected labels.
 LABEL_FILES = ("Data_Entry_2017_v2020.csv", "Data_Entry_2017.csv")

@@ -1,4 +1,4 @@
-"""Writing a trained model as one artefact (``diagnosis.artefact``) and registering it.
+"""Writing a trained model as one artefact (``dispredo_core.artefact``).
 
 ``write_artefact`` saves each member's network and arrays (``mltrain.members``), exports and
 checks the ONNX serving graph, chooses the thresholds on scores of patients the model did not
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from django.utils import timezone
 
-from diagnosis.artefact import write_metadata
-from diagnosis.findings import FINDINGS
-from diagnosis.serving import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, PATIENTS_FILE, PIXEL_RANGE
+from dispredo_core.artefact import write_metadata
+from dispredo_core.findings import FINDINGS
+from dispredo_core.serving import INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, PATIENTS_FILE, PIXEL_RANGE
 
 from . import dataset
 from .holdout import artefact_extras, training_images
@@ -49,15 +49,13 @@ def save_members(directory, members, files):
     return json_safe(metadata)
 
 
-def write_artefact(config, members, training, selection, manifest, data_dir, force=False):
+def write_artefact(config, members, training, selection, manifest, data_dir):
     """Save ``members`` (``mltrain.members``), export and check the ONNX graph, choose thresholds,
-    write the artefact atomically and register it (activated if ``config.activate`` and the
-    activation gate allows it, or ``force``); return the ModelVersion.
+    write the artefact atomically; return its directory (``mltrain.registry`` registers it).
 
     ``selection``: None to choose thresholds on the validation split with the served graph, or
     ``folds.selection_of``'s out-of-fold predictions. ``training``: the figures of the run.
     """
-    from . import registry
     from .export import check_agreement, export_onnx, onnx_session, run_onnx
 
     name = config.name
@@ -141,7 +139,7 @@ def write_artefact(config, members, training, selection, manifest, data_dir, for
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return registry.register(final, activate=config.activate, force=force)
+    return final
 
 
 def validation_metrics(probabilities, labels, thresholds):

@@ -2,7 +2,7 @@
 
 ``preprocess()`` reads the label file of each folder (``mltrain.sources``: NIH downloads and
 clinic exports alike), finds the images, splits them by patient, converts every
-image with ``diagnosis.imaging.to_model_pixels`` (the web upload's own image path) in a pool of
+image with ``dispredo_core.imaging.to_model_pixels`` (the web upload's own image path) in a pool of
 worker processes and writes each image as it comes at its place in pre-allocated ``.npy`` files
 (the arrays of ``mltrain.dataset``). Only a bounded number of images is ever in flight, so the
 memory of a run does not grow with the number of images beyond their names and labels.
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from diagnosis.findings import FINDINGS
+from dispredo_core.findings import FINDINGS
 
 from . import nih, sources
 from .charts import class_frequency_chart

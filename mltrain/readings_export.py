@@ -35,10 +35,11 @@ from django.utils import timezone
 from PIL import Image
 from tqdm import tqdm
 
-from diagnosis import audit
-from diagnosis.findings import FINDINGS, NO_FINDING
-from diagnosis.imaging import InvalidImage, open_xray, to_grayscale
-from diagnosis.models import ExportPseudonym, Mark, Reading, ViewPosition
+from diagnosis.readings.models import ExportPseudonym, Mark, Reading
+from diagnosis.records import audit
+from diagnosis.records.models import ViewPosition
+from dispredo_core.findings import FINDINGS, NO_FINDING
+from dispredo_core.imaging import InvalidImage, open_xray, to_grayscale
 
 from .preprocess import make_sibling
 from .sources import EXPORT_MANIFEST_FILE, READINGS_KIND

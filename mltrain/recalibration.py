@@ -4,13 +4,13 @@
 Each member is scored on the fold it left out, which ``folds.pooled_folds`` rebuilds from the
 ensemble's recorded seed and fold count on the same preprocessed data; the members are then
 aligned and calibrated as ``train --folds`` does (``mltrain.calibration``) and written, exported
-and registered as a new artefact. The trained weights are untouched apart from each head's scale
+as a new artefact, which the command registers. The trained weights are untouched apart from each head's scale
 and bias, and the original version stays as it was.
 """
 
 from pathlib import Path
 
-from diagnosis.artefact import read_metadata
+from dispredo_core.artefact import read_metadata
 
 from .config import TrainingError, from_recorded
 from .folds import ensemble_selection, pooled_folds
@@ -22,14 +22,15 @@ from .training import check_name_free, read_training_manifest
 SAME_DATA_KEYS = ("size", "seed", "split_method", "splits")
 
 
-def recalibrate(directory, name, data_dir=None, activate=False):
-    """A calibrated copy of the uncalibrated ensemble artefact at ``directory``, registered as ``name``."""
+def recalibrate(directory, name, data_dir=None, name_taken=None):
+    """A calibrated copy of the uncalibrated ensemble artefact at ``directory``, written as ``name``;
+    returns its directory (``name_taken``: as for ``training.train``)."""
     directory = Path(directory)
     metadata = read_metadata(directory)
     require_ensemble(metadata, "only an ensemble's members can be calibrated on the folds they left out.")
     if metadata.get("config", {}).get("calibrate"):
         raise TrainingError(f"{metadata['name']} is already calibrated.")
-    config, manifest = copy_config(metadata, name, data_dir, activate, calibrate=True)
+    config, manifest = copy_config(metadata, name, data_dir, name_taken, calibrate=True)
     from .networks import load_networks
 
     networks = load_networks(directory, metadata["keras_files"])
@@ -39,16 +40,16 @@ def recalibrate(directory, name, data_dir=None, activate=False):
     return write_artefact(config, network_members(networks), training, selection, manifest, config.data_dir)
 
 
-def copy_config(metadata, name, data_dir=None, activate=False, **changes):
+def copy_config(metadata, name, data_dir=None, name_taken=None, **changes):
     """``(config, manifest)`` for a new version ``name`` made from an ensemble's members without
     training: its recorded configuration, on data whose folds are the ones it was trained on (its
     recorded data directory unless ``data_dir``). Raises ``TrainingError`` for other data or a taken name."""
     data_dir = check_same_data(metadata, data_dir)
     manifest = read_training_manifest(data_dir)
     config = from_recorded(
-        metadata.get("config", {}), name=name, activate=activate, data_dir=str(data_dir), output_dir=None, **changes
+        metadata.get("config", {}), name=name, activate=False, data_dir=str(data_dir), output_dir=None, **changes
     )
-    check_name_free(config)
+    check_name_free(config, name_taken)
     return config, manifest
 
 

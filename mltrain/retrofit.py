@@ -8,9 +8,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from diagnosis.artefact import read_metadata
-from diagnosis.registry import register_model_version
-from diagnosis.serving import METADATA_FILE
+from diagnosis.lifecycle.registry import register_model_version
+from dispredo_core.artefact import read_metadata
+from dispredo_core.serving import METADATA_FILE
 
 from .folds import check_members, fold_masks, out_of_fold, pooled_folds
 from .holdout import artefact_extras

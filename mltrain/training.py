@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from diagnosis.findings import FINDINGS
+from dispredo_core.findings import FINDINGS
 
 from . import checkpoints, dataset
 from .config import TrainingError
@@ -31,9 +31,11 @@ from .members import network_members
 from .package import keras_backend, write_artefact
 
 
-def train(config, stdout=None, verbosity=1, force=False):
-    """Train per ``config``, write the artefact, register it (and activate it if asked, through the
-    activation gate; ``force`` overrides a refusal); return the ModelVersion."""
+def train(config, stdout=None, verbosity=1, name_taken=None):
+    """Train per ``config`` and write the artefact; return its directory.
+
+    ``name_taken(name)`` tells whether the run's name is used elsewhere (``mltrain.registry`` asks
+    the registered model versions): such a run is refused before it starts."""
     stream = stdout or sys.stdout
     data_dir = config.data_directory()
     manifest = read_training_manifest(data_dir)
@@ -47,7 +49,7 @@ def train(config, stdout=None, verbosity=1, force=False):
         )
     run = checkpoints.find(config.name) if config.resume else None
     config = dataclasses.replace(config, name=run.name if run else config.name or config.default_name())
-    check_name_free(config)
+    check_name_free(config, name_taken)
     if run:
         checkpoints.resume(run, config, data_dir, manifest)
     else:
@@ -68,7 +70,7 @@ def train(config, stdout=None, verbosity=1, force=False):
         "fits": fits,
     }
     try:
-        return write_artefact(config, network_members(models), training, selection, manifest, data_dir, force=force)
+        return write_artefact(config, network_members(models), training, selection, manifest, data_dir)
     finally:
         if (config.output_directory() / config.name).is_dir():  # the artefact is whole: checkpoints are done with
             run.remove()
@@ -152,10 +154,8 @@ def read_training_manifest(data_dir):
         raise TrainingError(str(exc)) from exc
 
 
-def check_name_free(config):
-    """Raise ``TrainingError`` when ``config.name`` is taken by an artefact folder or a model version."""
-    from diagnosis.models import ModelVersion
-
-    if (config.output_directory() / config.name).exists() or ModelVersion.objects.filter(name=config.name).exists():
+def check_name_free(config, name_taken=None):
+    """Raise ``TrainingError`` when ``config.name`` is taken by an artefact folder (or ``name_taken`` says so)."""
+    if (config.output_directory() / config.name).exists() or (name_taken is not None and name_taken(config.name)):
         raise TrainingError(f"A model version named {config.name!r} already exists; choose another --name.")
 

@@ -35,8 +35,8 @@ def check_database():
 
 
 def check_model(database_ok=True):
-    from diagnosis.inference import predictor_for
-    from diagnosis.models import ModelVersion
+    from diagnosis.lifecycle.models import ModelVersion
+    from diagnosis.lifecycle.predictors import predictor_for
 
     if not database_ok:
         return MODEL_NOT_CHECKED
@@ -56,7 +56,7 @@ def check_model(database_ok=True):
 
 def xray_storage():
     """The storage X-ray files are written to (that of ``XRay.image``, whatever STORAGES configures)."""
-    from diagnosis.models import XRay
+    from diagnosis.records.models import XRay
 
     return XRay._meta.get_field("image").storage
 

@@ -58,3 +58,29 @@ class JsonFormatter(logging.Formatter):
 def without_row_values(text):
     """``text`` (a traceback) without the DETAIL lines in which PostgreSQL quotes a row's values."""
     return _ROW_VALUES.sub("", text)
+
+
+# The project's loggers, at INFO; the rest of the world at WARNING.
+APP_LOGGERS = ("diagnosis", "dispredo_core", "api", "dispredo", "dispredo_site")
+
+
+def logging_config():
+    """Django's LOGGING: every line one JSON object on the console (standard error), with the request
+    id where there is one. The project's loggers and every library's warnings go through the root
+    logger's one console handler."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "dispredo_site.observability.logs.JsonFormatter"}},
+        "filters": {"request_id": {"()": "dispredo_site.observability.logs.RequestIdFilter"}},
+        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]}},
+        "root": {"handlers": ["console"], "level": "WARNING"},
+        "loggers": {
+            **{name: {"level": "INFO"} for name in APP_LOGGERS},
+            # Failed sign-ins and lockouts (user name, address, page); successful ones are in Admin > Axes.
+            "axes": {"level": "WARNING"},
+            # With DEBUG off and no ADMINS, a 500's traceback would otherwise go nowhere. Its own
+            # handler and no propagation, as Django's default configuration has it.
+            "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+        },
+    }

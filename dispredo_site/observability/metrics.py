@@ -1,6 +1,7 @@
 """Dispredo's Prometheus metrics, and their exposition for /metrics.
 
-Labels carry only bounded values (view names, methods, status classes, refusal codes, the model
+The upload and scoring metrics are the intake's (``diagnosis.intake.metrics``); this module adds
+the request latency and exposes them all. Labels carry only bounded values (view names, methods, status classes, refusal codes, the model
 version's name), never a path, an id, a file name or anything typed into a form.
 
 Under gunicorn's several workers, bin/start sets PROMETHEUS_MULTIPROC_DIR (before any metric is
@@ -10,15 +11,12 @@ that variable (tests, runserver) the values live in the process.
 """
 
 import os
-import re
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
-_CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 REQUEST_SECONDS = Histogram(
     "dispredo_http_request_duration_seconds",
@@ -26,44 +24,9 @@ REQUEST_SECONDS = Histogram(
     ["view", "method", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-UPLOADS = Counter("dispredo_uploads", "X-ray uploads (page and API), by outcome: stored or refused.", ["outcome"])
-REFUSALS = Counter(
-    "dispredo_upload_refusals",
-    "Reasons uploads were refused: the form's error codes (invalid_image, not_chest_xray, too_large, dicom_*, ...).",
-    ["reason"],
-)
-SCORING_SECONDS = Histogram(
-    "dispredo_scoring_duration_seconds",
-    "Time the model takes to score one X-ray.",
-    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-SCORING_FAILURES = Counter("dispredo_scoring_failures", "X-rays the model failed to score (marked failed).")
-
-for _outcome in ("stored", "refused"):
-    UPLOADS.labels(_outcome)  # shown as 0 from the start
-
-
 def observe_request(view, method, status_code, seconds):
     method = method if method in METHODS else "other"
     REQUEST_SECONDS.labels(view, method, f"{status_code // 100}xx").observe(seconds)
-
-
-def count_stored_upload():
-    UPLOADS.labels("stored").inc()
-
-
-def count_refused_upload(form):
-    """A refused upload, and each distinct error code of ``form`` (a bound Django form) once."""
-    UPLOADS.labels("refused").inc()
-    codes = {error.code or "invalid" for errors in form.errors.as_data().values() for error in errors}
-    for code in codes:
-        REFUSALS.labels(code if _CODE.match(code) else "other").inc()
-
-
-def count_refusal(reason):
-    """One refusal that never reached the form (e.g. a body over the size limit)."""
-    UPLOADS.labels("refused").inc()
-    REFUSALS.labels(reason).inc()
 
 
 class ActiveModelCollector:
@@ -79,7 +42,7 @@ class ActiveModelCollector:
     def collect(self):
         from django.db import DatabaseError
 
-        from diagnosis.models import ModelVersion
+        from diagnosis.lifecycle.models import ModelVersion
 
         family = GaugeMetricFamily(self.NAME, self.DOCUMENTATION, labels=["version"])
         try:

@@ -13,6 +13,8 @@ import uuid
 from django.conf import settings
 from django.urls import Resolver404, resolve
 
+from diagnosis.intake import metrics as intake_metrics
+
 from . import metrics
 from .logs import request_id_var
 
@@ -48,7 +50,7 @@ class RequestLogMiddleware:
         view, route = self.route_of(request)
         metrics.observe_request(view, request.method, status, seconds)
         if status == 413 and request.method == "POST" and view in UPLOAD_VIEWS:
-            metrics.count_refusal("request_too_large")
+            intake_metrics.count_refusal("request_too_large")
         fields = {
             "method": request.method,
             "route": route,

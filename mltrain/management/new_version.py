@@ -5,9 +5,9 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from diagnosis.activation import ActivationRefused
-from diagnosis.artefact import ArtefactError
+from diagnosis.gate.activation import ActivationRefused
 from diagnosis.management.version_option import ModelVersionCommand
+from dispredo_core.artefact import ArtefactError
 from mltrain.config import TrainingError
 from mltrain.dataset import DatasetError
 from mltrain.export import ExportError

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from diagnosis.findings import FINDINGS
-from diagnosis.imaging import open_xray
-from diagnosis.models import Mark, Patient, Reading, ReadingStatus, XRay
-from diagnosis.scoring import store_xray
+from diagnosis.intake.storing import store_xray
+from diagnosis.readings.models import Mark, Reading, ReadingStatus
+from diagnosis.records.models import Patient, XRay
+from dispredo_core.findings import FINDINGS
+from dispredo_core.imaging import open_xray
 
 REPO = Path(__file__).resolve().parents[2]
 DICOM_SAMPLE = Path(os.environ.get("DISPREDO_DICOM_SAMPLE") or REPO.parent / "shared" / "data" / "dicom-sample")

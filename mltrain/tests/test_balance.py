@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from diagnosis.findings import FINDINGS
+from dispredo_core.findings import FINDINGS
 from mltrain.balance import BalanceError, balance, smotetomek
 from mltrain.dataset import BALANCE_REPORT_FILE, SOURCES_ARRAY, DatasetError, Split, load_balanced, load_split
 from mltrain.preprocess import preprocess

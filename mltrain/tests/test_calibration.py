@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from diagnosis.artefact import read_metadata
-from mltrain import calibration, registry, training
+from dispredo_core.artefact import read_metadata
+from mltrain import calibration, registry
 from mltrain.members import load_members
 from mltrain.metrics import auroc
-from mltrain.tests.test_train import make_preprocessed, tiny_config
+from mltrain.tests.helpers import make_preprocessed, tiny_config
 
 
 def _sigmoid(z):
@@ -95,8 +95,8 @@ def test_every_fold_needs_a_member():
 
 
 def test_calibration_folded_into_the_head_equals_rescaling_the_outputs():
-    from mltrain.networks import build_model
     from mltrain.config import TrainConfig
+    from mltrain.networks import build_model
 
     network = build_model(TrainConfig(size=32, alpha=0.25), outputs=14)
     rng = np.random.default_rng(2)
@@ -113,7 +113,7 @@ def test_calibration_folded_into_the_head_equals_rescaling_the_outputs():
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_calibrate_makes_a_calibrated_copy_of_an_uncalibrated_ensemble(tmp_path, data_dir, capsys):
-    raw = training.train(tiny_config(tmp_path, name="raw", folds=2, epochs=2, calibrate=False), verbosity=0)
+    raw = registry.train_and_register(tiny_config(tmp_path, name="raw", folds=2, epochs=2, calibrate=False), verbosity=0)
     assert raw.metrics["calibration"] is None
     assert raw.metrics["val"]["mean_auroc"] == raw.metrics["uncalibrated_out_of_fold_mean_auroc"]
 
@@ -145,7 +145,7 @@ def test_calibrate_makes_a_calibrated_copy_of_an_uncalibrated_ensemble(tmp_path,
         call_command("calibrate", "--version", "cal", "--name", "again")
     with pytest.raises(CommandError, match="^No model version named 'missing'; list them in the admin.$"):
         call_command("calibrate", "--version", "missing", "--name", "again")
-    single = training.train(tiny_config(tmp_path, name="single"), verbosity=0)
+    single = registry.train_and_register(tiny_config(tmp_path, name="single"), verbosity=0)
     with pytest.raises(CommandError, match=r"^single is not a cross-validated ensemble \(trained without --folds\)"):
         call_command("calibrate", "--version", single.name, "--name", "again")
     other = make_preprocessed(tmp_path / "other", seed=5, balanced=False)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from diagnosis.findings import FINDINGS
-from diagnosis.model_comparison import LEFT_OUT, compare_scores
-from diagnosis.registry import register_model_version
-from diagnosis.tests.tiny_model import build_tiny_artefact
+from diagnosis.lifecycle.registry import register_model_version
+from dispredo_core.comparison import LEFT_OUT, compare_scores
+from dispredo_core.findings import FINDINGS
+from dispredo_site.testing.tiny_model import build_tiny_artefact
 from mltrain.dataset import FORMAT_VERSION
 
 SIZE = 32
@@ -20,7 +20,7 @@ SIZE = 32
 @pytest.fixture(autouse=True)
 def fresh_models():
     """Loaded models are cached by ModelVersion pk, and pks repeat between tests: start without any."""
-    from diagnosis import inference
+    from diagnosis.lifecycle import predictors as inference
 
     inference.clear_cache()
     yield
@@ -196,8 +196,9 @@ def test_compare_refuses_when_no_patient_is_left(tmp_path, data):
 def test_train_activate_is_refused_by_the_gate_and_forced_with_force(tmp_path, data_dir, settings):
     """``manage.py train --activate`` goes through the gate. A margin below -1 refuses every
     candidate, whatever a one-epoch network scores: the refusal path of the command itself."""
-    from diagnosis.models import AuditEvent, ModelVersion
-    from diagnosis.tests.test_activation_gate import clinic
+    from diagnosis.lifecycle.models import ModelVersion
+    from diagnosis.records.models import AuditEvent
+    from dispredo_site.testing.gate_clinic import clinic
 
     settings.MEDIA_ROOT = tmp_path / "media"
     version(tmp_path, "bright", "bright", active=True)

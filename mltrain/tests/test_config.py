@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError
 
-from diagnosis.serving import METADATA_FILE
+from dispredo_core.serving import METADATA_FILE
 from mltrain.config import TrainConfig, TrainingError, add_arguments, from_options, from_recorded
 from mltrain.management.commands.train import Command
 

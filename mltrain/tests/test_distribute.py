@@ -61,14 +61,14 @@ django.setup()
 import dataclasses
 import numpy as np
 from pathlib import Path
-from diagnosis.findings import FINDINGS
+from dispredo_core.findings import FINDINGS
 from mltrain import dataset
 from mltrain.checkpoints import Member
 from mltrain.export import AGREEMENT_TOLERANCE, export_onnx, onnx_session, run_onnx
 from mltrain.fit import fit_network
 from mltrain.members import NetworkMember
 from mltrain.networks import WeightedBinaryCrossentropy, predict
-from mltrain.tests.test_train import SIZE, make_preprocessed, tiny_config
+from mltrain.tests.helpers import SIZE, make_preprocessed, tiny_config
 
 tmp = Path(sys.argv[1])
 make_preprocessed(tmp / "data", balanced=False)

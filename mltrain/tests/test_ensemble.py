@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from diagnosis.artefact import read_metadata
-from diagnosis.findings import FINDINGS
-from diagnosis.serving import HOLDOUT_FILE, ONNX_FILE, PATIENTS_FILE
-from mltrain import registry, training
+from dispredo_core.artefact import read_metadata
+from dispredo_core.findings import FINDINGS
+from dispredo_core.serving import HOLDOUT_FILE, ONNX_FILE, PATIENTS_FILE
+from mltrain import registry
 from mltrain.batches import batches
 from mltrain.config import TrainConfig, TrainingError
 from mltrain.evaluation import EvaluationError, evaluate
 from mltrain.folds import patient_folds
 from mltrain.members import load_members
 from mltrain.package import keras_files
-from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
+from mltrain.tests.helpers import SPLIT_COUNTS, tiny_config
 
 
 def test_folds_keep_each_patient_in_one_fold_and_spread_the_sources():
@@ -93,7 +93,7 @@ def test_a_cross_validated_ensemble_serves_the_mean_of_its_members(tmp_path, dat
     from mltrain.export import AGREEMENT_TOLERANCE, onnx_session, run_onnx
 
     # Uncalibrated: on this tiny random data calibration would flatten most findings to constants.
-    version = training.train(tiny_config(tmp_path, name="cv", folds=2, epochs=2, calibrate=False), verbosity=0)
+    version = registry.train_and_register(tiny_config(tmp_path, name="cv", folds=2, epochs=2, calibrate=False), verbosity=0)
 
     directory = registry.artefact_directory(version)
     metadata = read_metadata(directory)
@@ -148,32 +148,3 @@ def test_an_ensemble_has_one_network_file_per_fold():
     assert keras_files(TrainConfig()) == ["model.keras"]
     assert keras_files(TrainConfig(strategy="per-finding")) == [f"{finding}.keras" for finding in FINDINGS]
     assert "-cv3-s0-" in TrainConfig(size=64, folds=3).default_name()
-
-
-def test_sweep_reads_settings_with_their_types():
-    from mltrain.sweep import parse_run
-
-    assert parse_run(["name=big", "alpha=0.5", "epochs=3", "augment=false"]) == (
-        "big",
-        {"alpha": 0.5, "epochs": 3, "augment": False},
-    )
-    with pytest.raises(SystemExit, match="Unknown setting 'colour'"):
-        parse_run(["colour=red"])
-
-
-@pytest.mark.slow
-def test_sweep_scores_each_run_out_of_fold_and_writes_them(tmp_path, data_dir):
-    from mltrain.sweep import main
-
-    out = tmp_path / "sweep.json"
-    results = main(
-        ["--data", str(data_dir), "--folds", "2", "--quiet", "--out", str(out),
-         "--run", "name=plain", "alpha=0.25", "epochs=1", "batch_size=8", "degrade=0.0", "augment=false"]
-    )
-
-    assert json.loads(out.read_text()).keys() == {"plain"}
-    figures = results["plain"]
-    assert 0.0 <= figures["oof_mean_auroc"] <= 1.0
-    assert len(figures["fold_mean_aurocs"]) == 2 and figures["best_epochs"] == [1, 1]
-    assert set(figures["oof_mean_auroc_by_source"]) == {"64px", "larger"}
-    assert figures["images_seen"] == SPLIT_COUNTS["train"] + SPLIT_COUNTS["val"]  # each image fits in one fold's other half

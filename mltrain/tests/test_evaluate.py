@@ -6,15 +6,22 @@ from io import StringIO
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
-from sklearn.metrics import accuracy_score, brier_score_loss, confusion_matrix, f1_score, precision_score, recall_score, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
 
-from diagnosis.findings import FINDINGS
-from diagnosis.models import ModelVersion
-from diagnosis.serving import ONNX_FILE
-from mltrain import registry, training
+from diagnosis.lifecycle.models import ModelVersion
+from dispredo_core.findings import FINDINGS
+from dispredo_core.serving import ONNX_FILE
+from mltrain import registry
 from mltrain.evaluation import compute_report
-
-from .test_train import make_preprocessed, tiny_config
+from mltrain.tests.helpers import make_preprocessed, tiny_config
 
 
 def known_input(seed=7, count=60):
@@ -70,7 +77,7 @@ def trained(tmp_path, settings):
     settings.DISPREDO_MODEL_DIR = tmp_path / "models"
     settings.DISPREDO_MLTRAIN_DIR = tmp_path / "mltrain"
     make_preprocessed(tmp_path / "mltrain" / "preprocessed")
-    return training.train(tiny_config(tmp_path, name="tiny", data_dir=None, activate=True), verbosity=0)
+    return registry.train_and_register(tiny_config(tmp_path, name="tiny", data_dir=None, activate=True), verbosity=0)
 
 
 @pytest.mark.slow

@@ -18,13 +18,14 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from diagnosis.imaging import open_xray, to_grayscale
-from diagnosis.models import AuditAction, AuditEvent, ExportPseudonym
+from diagnosis.readings.models import ExportPseudonym
+from diagnosis.records.models import AuditAction, AuditEvent
+from dispredo_core.imaging import open_xray, to_grayscale
 from mltrain import readings_export
 from mltrain.readings_export import PSEUDONYM_HIGH, PSEUDONYM_LOW, ExportError, export_readings
 
 from .clinic import at, dicom_file, draft, patient, sign, store
-from .conftest import LABEL_FILE, SAMPLE
+from mltrain.tests.nih_layout import LABEL_FILE, SAMPLE
 
 DICOM = "nema_rg1_cr_chest_jpegls.dcm"  # 1841 x 1955, study date 2004-08-26, its own patient tags
 QUIXOTE_DOB = datetime.date(1937, 8, 19)

@@ -8,14 +8,14 @@ import keras
 import numpy as np
 import pytest
 
-from diagnosis.findings import FINDINGS
-from diagnosis.serving import ONNX_FILE
+from dispredo_core.findings import FINDINGS
+from dispredo_core.serving import ONNX_FILE
 from mltrain import dataset
 from mltrain.export import AGREEMENT_TOLERANCE, export_onnx, onnx_session, run_onnx
 from mltrain.fit import callbacks_module, fit_network
 from mltrain.members import NetworkMember
 from mltrain.networks import StandardiseImage, WeightedBinaryCrossentropy, build_model, predict
-from mltrain.tests.test_train import SIZE, make_preprocessed, tiny_config
+from mltrain.tests.helpers import SIZE, make_preprocessed, tiny_config
 
 
 def test_each_image_is_standardised_over_its_own_pixels():

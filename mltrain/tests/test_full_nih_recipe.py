@@ -2,7 +2,7 @@
 
 import subprocess
 
-from .conftest import REPO
+from mltrain.tests.nih_layout import REPO
 
 RECIPE = REPO / "bin" / "train-nih-gpu"
 

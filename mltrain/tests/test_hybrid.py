@@ -6,16 +6,23 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from diagnosis.artefact import read_metadata
-from diagnosis.findings import FINDINGS
-from diagnosis.serving import (
-    CAMS, HOG_FILE, HOLDOUT_FILE, INPUT_NAME, ONNX_FILE, OUTPUT_NAMES, PROBABILITIES, run_batch,
+from dispredo_core.artefact import read_metadata
+from dispredo_core.findings import FINDINGS
+from dispredo_core.serving import (
+    CAMS,
+    HOG_FILE,
+    HOLDOUT_FILE,
+    INPUT_NAME,
+    ONNX_FILE,
+    OUTPUT_NAMES,
+    PROBABILITIES,
+    run_batch,
 )
-from mltrain import hog, hog_member, registry, training
+from mltrain import hog, hog_member, registry
 from mltrain.evaluation import evaluate
 from mltrain.folds import pooled_folds
 from mltrain.members import load_members
-from mltrain.tests.test_train import SPLIT_COUNTS, tiny_config
+from mltrain.tests.helpers import SPLIT_COUNTS, tiny_config
 
 
 def test_the_served_hog_is_the_numpy_hog():
@@ -72,7 +79,7 @@ def test_a_network_whose_logits_do_not_move_is_left_out_of_the_score():
 def test_addhog_serves_each_network_joined_with_its_folds_hog_regression(tmp_path, data_dir, capsys):
     from mltrain.export import AGREEMENT_TOLERANCE, keras_outputs, onnx_session, run_onnx
 
-    training.train(tiny_config(tmp_path, name="cv", folds=2, epochs=2), verbosity=0)
+    registry.train_and_register(tiny_config(tmp_path, name="cv", folds=2, epochs=2), verbosity=0)
 
     call_command("addhog", "--version", "cv", "--name", "cv-hog", "--strength", "0.01")
 
@@ -130,7 +137,7 @@ def test_addhog_serves_each_network_joined_with_its_folds_hog_regression(tmp_pat
         call_command("addhog", "--version", "missing", "--name", "again")
     with pytest.raises(CommandError, match="^--strength must be positive.$"):
         call_command("addhog", "--version", "cv", "--name", "again", "--strength", "0")
-    single = training.train(tiny_config(tmp_path, name="single"), verbosity=0)
+    single = registry.train_and_register(tiny_config(tmp_path, name="single"), verbosity=0)
     with pytest.raises(CommandError, match=r"^single is not a calibrated cross-validated multilabel ensemble"):
         call_command("addhog", "--version", single.name, "--name", "again")
     assert not registry.find_version("again")

@@ -13,11 +13,13 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 
-from diagnosis import inference
-from diagnosis.findings import FINDINGS
-from diagnosis.models import AuditEvent, ModelVersion, Reading, XRay
-from diagnosis.registry import register_model_version
-from diagnosis.tests.conftest import reading_data, upload_file
+from diagnosis.lifecycle import predictors as inference
+from diagnosis.lifecycle.models import ModelVersion
+from diagnosis.lifecycle.registry import register_model_version
+from diagnosis.readings.models import Reading
+from diagnosis.records.models import AuditEvent, XRay
+from dispredo_core.findings import FINDINGS
+from dispredo_site.testing.helpers import reading_data, upload_file
 
 # The sample's later release: images of patients the shipped model never trained on.
 CLINIC_FOLDER = "images_003/images"

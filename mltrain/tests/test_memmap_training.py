@@ -8,7 +8,7 @@ import pytest
 from mltrain.folds import pooled_folds
 from mltrain.holdout import guard_sample
 from mltrain.rows import Rows
-from mltrain.tests.test_train import SIZE, make_preprocessed, tiny_config
+from mltrain.tests.helpers import SIZE, make_preprocessed, tiny_config
 
 
 def numbered(count, start=0, side=2):
@@ -104,7 +104,7 @@ class Recording:
 
 @pytest.mark.slow
 def test_a_fit_reads_training_and_validation_images_a_batch_at_a_time(tmp_path):
-    from diagnosis.findings import FINDINGS
+    from dispredo_core.findings import FINDINGS
     from mltrain.fit import fit_network
     from mltrain.networks import WeightedBinaryCrossentropy
 

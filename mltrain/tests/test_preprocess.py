@@ -8,13 +8,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from diagnosis.findings import FINDINGS
-from diagnosis.imaging import to_model_pixels
+from dispredo_core.findings import FINDINGS
+from dispredo_core.imaging import to_model_pixels
 from mltrain import nih
 from mltrain.dataset import CHART_FILE, SPLITS, load_split, read_manifest
 from mltrain.preprocess import PreprocessError, preprocess
 
-from .conftest import ABSENT, HEADER, LABEL_FILE, made_up_row, write_label_file
+from mltrain.tests.nih_layout import ABSENT, HEADER, LABEL_FILE, made_up_row, write_label_file
 
 SIZE = 16
 

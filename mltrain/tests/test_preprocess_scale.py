@@ -14,7 +14,7 @@ from PIL import Image
 
 from mltrain.preprocess import IN_FLIGHT_CHUNKS, MAX_CHUNKSIZE, PixelFile, PreprocessError, load_all, preprocess
 
-from .conftest import HEADER, REPO, made_up_row, write_label_file
+from mltrain.tests.nih_layout import HEADER, REPO, made_up_row, write_label_file
 
 
 def test_a_pixel_file_takes_images_in_any_order(tmp_path):

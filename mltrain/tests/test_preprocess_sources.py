@@ -11,15 +11,15 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from PIL import Image
 
-from diagnosis.findings import NO_FINDING
-from diagnosis.imaging import to_model_pixels
+from dispredo_core.findings import NO_FINDING
+from dispredo_core.imaging import to_model_pixels
 from mltrain import nih, splits
 from mltrain.dataset import SPLITS, array_path, load_sources, load_split, read_manifest
 from mltrain.preprocess import PreprocessError, preprocess
 from mltrain.readings_export import export_readings
 
 from .clinic import patient, sign, store
-from .conftest import HEADER, LABEL_FILE, write_label_file
+from mltrain.tests.nih_layout import HEADER, LABEL_FILE, write_label_file
 
 SIZE = 16
 

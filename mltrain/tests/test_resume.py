@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from diagnosis.models import ModelVersion
+from diagnosis.lifecycle.models import ModelVersion
 from mltrain import checkpoints
 from mltrain.checkpoints import EpochState, Member
 from mltrain.config import TrainConfig
-from mltrain.tests.test_train import make_preprocessed
+from mltrain.tests.helpers import make_preprocessed
 
 
 def test_an_epoch_state_reads_back_as_written(tmp_path):
@@ -167,11 +167,11 @@ def test_a_member_that_early_stopping_had_ended_is_not_trained_further(tmp_path)
     network was kept): resuming trains no epoch and returns the best epoch's weights."""
     import keras
 
-    from diagnosis.findings import FINDINGS
+    from dispredo_core.findings import FINDINGS
     from mltrain import dataset
     from mltrain.fit import fit_network
     from mltrain.networks import WeightedBinaryCrossentropy, build_model, build_training_model
-    from mltrain.tests.test_train import tiny_config
+    from mltrain.tests.helpers import tiny_config
 
     make_preprocessed(tmp_path / "data", balanced=False)
     train, val = (dataset.load_split(tmp_path / "data", name) for name in ("train", "val"))

@@ -6,10 +6,11 @@ from django.contrib.auth import get_user_model
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from diagnosis import inference
-from diagnosis.models import Patient, XRay
-from diagnosis.registry import register_model_version
-from diagnosis.tests.tiny_model import build_tiny_artefact
+from diagnosis.lifecycle import predictors as inference
+from diagnosis.lifecycle.registry import register_model_version
+from diagnosis.records.models import Patient, XRay
+from dispredo_core.predictor import Predictor
+from dispredo_site.testing.tiny_model import build_tiny_artefact
 from mltrain.dataset import SPLITS, load_split
 
 
@@ -26,8 +27,8 @@ def test_an_uploaded_image_reaches_the_model_as_the_pixels_preprocess_stored(
     patient = Patient.objects.create(mrn="PX1", name="Pixel Test")
 
     seen = []
-    original = inference.Predictor.predict_pixels
-    monkeypatch.setattr(inference.Predictor, "predict_pixels", lambda self, batch: seen.append(batch[0].copy()) or original(self, batch))
+    original = Predictor.predict_pixels
+    monkeypatch.setattr(Predictor, "predict_pixels", lambda self, batch: seen.append(batch[0].copy()) or original(self, batch))
 
     stored = {}
     for split in SPLITS:

@@ -7,83 +7,15 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from diagnosis.artefact import ArtefactError, read_metadata
-from diagnosis.findings import FINDINGS
-from diagnosis.models import ModelVersion
-from diagnosis.serving import HOLDOUT_FILE, INPUT_NAME, METADATA_FILE, ONNX_FILE
+from diagnosis.lifecycle.models import ModelVersion
+from dispredo_core.artefact import ArtefactError, read_metadata
+from dispredo_core.findings import FINDINGS
+from dispredo_core.serving import HOLDOUT_FILE, INPUT_NAME, METADATA_FILE, ONNX_FILE
 from mltrain import registry, training
 from mltrain.batches import batches
 from mltrain.config import TrainConfig
-from mltrain.dataset import FORMAT_VERSION
 from mltrain.members import load_members
-
-SIZE = 32
-SPLIT_COUNTS = {"train": 28, "val": 20, "test": 20}
-
-
-def make_preprocessed(directory, size=SIZE, seed=0, balanced=True):
-    """A tiny preprocessed directory in mltrain.dataset's format, every finding in both classes of each split."""
-    rng = np.random.default_rng(seed)
-    directory.mkdir(parents=True, exist_ok=True)
-    patient = 1
-    splits = {}
-    for split, count in SPLIT_COUNTS.items():
-        labels = np.zeros((count, len(FINDINGS)), dtype=np.uint8)
-        labels[np.arange(len(FINDINGS)) % count, np.arange(len(FINDINGS))] = 1  # a positive per finding
-        labels |= (rng.random((count, len(FINDINGS))) < 0.15).astype(np.uint8)
-        labels[-2:] = 0  # and at least two negatives
-        pixels = rng.integers(0, 256, (count, size, size), dtype=np.uint8)
-        # A learnable signal: the first finding brightens the top-left corner.
-        pixels[labels[:, 0] == 1, : size // 2, : size // 2] = 250
-        patients = np.arange(patient, patient + count, dtype=np.int64)
-        patient += count
-        np.save(directory / f"{split}_pixels.npy", pixels)
-        np.save(directory / f"{split}_labels.npy", labels)
-        np.save(directory / f"{split}_patients.npy", patients)
-        np.save(directory / f"{split}_names.npy", np.array([f"{p:08d}_000.png" for p in patients]))
-        np.save(directory / f"{split}_source_sizes.npy", np.where(np.arange(count) % 2, 64, 256).astype(np.int32))
-        splits[split] = {
-            "count": count,
-            "patients": count,
-            "per_finding": dict(zip(FINDINGS, map(int, labels.sum(axis=0)))),
-            "no_finding": int((labels.sum(axis=1) == 0).sum()),
-        }
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "size": size,
-        "findings": list(FINDINGS),
-        "seed": seed,
-        "source": "synthetic",
-        "split_method": "grouped",
-        "splits": splits,
-    }
-    (directory / "manifest.json").write_text(json.dumps(manifest))
-    if balanced:
-        (directory / "balanced").mkdir()
-        train_pixels = np.load(directory / "train_pixels.npy")
-        train_labels = np.load(directory / "train_labels.npy")
-        for index, finding in enumerate(FINDINGS):
-            np.save(directory / "balanced" / f"{finding}_pixels.npy", train_pixels[:16])
-            column = train_labels[:16, index].copy()
-            column[:8] = 1 - column[:8] if column.sum() in (0, 16) else column[:8]
-            np.save(directory / "balanced" / f"{finding}_labels.npy", column)
-    return directory
-
-
-def tiny_config(tmp_path, **changes):
-    options = dict(
-        strategy="multilabel",
-        size=SIZE,
-        alpha=0.25,
-        epochs=1,
-        patience=1,
-        batch_size=8,
-        seed=3,
-        data_dir=str(tmp_path / "data"),
-        output_dir=str(tmp_path / "models"),
-    )
-    options.update(changes)
-    return TrainConfig(**options)
+from mltrain.tests.helpers import SIZE, make_preprocessed, tiny_config
 
 
 @pytest.fixture
@@ -117,7 +49,7 @@ def test_config_rejects_bad_values_by_name(changes, word):
 def test_training_writes_an_artefact_that_loads_with_its_labels_and_thresholds(tmp_path, data_dir):
     from mltrain.export import AGREEMENT_TOLERANCE, onnx_session, run_onnx
 
-    version = training.train(tiny_config(tmp_path, name="tiny"), verbosity=0)
+    version = registry.train_and_register(tiny_config(tmp_path, name="tiny"), verbosity=0)
 
     directory = registry.artefact_directory(version)
     assert directory == tmp_path / "models" / "tiny"
@@ -170,8 +102,8 @@ def test_training_writes_an_artefact_that_loads_with_its_labels_and_thresholds(t
 def test_the_same_seed_repeats_a_run(tmp_path, data_dir):
     from mltrain.export import onnx_session, run_onnx
 
-    first = training.train(tiny_config(tmp_path, name="first"), verbosity=0)
-    second = training.train(tiny_config(tmp_path, name="second"), verbosity=0)
+    first = registry.train_and_register(tiny_config(tmp_path, name="first"), verbosity=0)
+    second = registry.train_and_register(tiny_config(tmp_path, name="second"), verbosity=0)
 
     assert first.thresholds == second.thresholds
     assert first.metrics["val"] == second.metrics["val"]
@@ -197,7 +129,7 @@ def test_per_finding_joins_fourteen_models_into_one_serving_graph(tmp_path, data
         return networks.build_model(config, outputs=outputs), figures
 
     monkeypatch.setattr(training, "fit_network", quick_fit)
-    version = training.train(tiny_config(tmp_path, name="pf", strategy="per-finding"), verbosity=0)
+    version = registry.train_and_register(tiny_config(tmp_path, name="pf", strategy="per-finding"), verbosity=0)
 
     assert fitted == [((finding,), (SIZE, SIZE, 1), 1) for finding in FINDINGS]
     directory = registry.artefact_directory(version)
@@ -228,7 +160,7 @@ def test_a_failure_while_writing_leaves_nothing_registered(tmp_path, data_dir, m
     monkeypatch.setattr("mltrain.export.export_onnx", broken_export)
 
     with pytest.raises(RuntimeError, match="disk full"):
-        training.train(tiny_config(tmp_path, name="broken"), verbosity=0)
+        registry.train_and_register(tiny_config(tmp_path, name="broken"), verbosity=0)
 
     assert not ModelVersion.objects.exists()
     assert list((tmp_path / "models").iterdir()) == []
@@ -298,8 +230,9 @@ def _png(size=48, value=120):
 
 
 def _upload(patient, data):
-    from diagnosis.imaging import open_xray
-    from diagnosis.scoring import score_xray, store_xray
+    from diagnosis.intake.scoring import score_xray
+    from diagnosis.intake.storing import store_xray
+    from dispredo_core.imaging import open_xray
 
     image = open_xray(data)
     xray = store_xray(patient=patient, data=data, original_name="x.png", image=image, uploaded_by=None)
@@ -310,13 +243,13 @@ def _upload(patient, data):
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_the_web_app_scores_uploads_with_the_active_trained_version(tmp_path, data_dir, settings):
-    from diagnosis import inference
-    from diagnosis.models import Patient, Prediction
-    from diagnosis.registry import register_model_version
+    from diagnosis.lifecycle import predictors as inference
+    from diagnosis.lifecycle.registry import register_model_version
+    from diagnosis.records.models import Patient, Prediction
 
     settings.MEDIA_ROOT = tmp_path / "media"
     inference.clear_cache()
-    trained = training.train(tiny_config(tmp_path, name="trained", activate=True), verbosity=0)
+    trained = registry.train_and_register(tiny_config(tmp_path, name="trained", activate=True), verbosity=0)
     patient = Patient.objects.create(mrn="T-1", name="Test Patient")
 
     first = _upload(patient, _png())

@@ -1,11 +1,11 @@
-"""manage.py activate: make a model version the active one, behind the gate (diagnosis.activation)."""
+"""manage.py activate: make a model version the active one, behind the gate (diagnosis.gate.activation)."""
 
 from django.core.management.base import CommandError
 
-from diagnosis.activation import ActivationRefused, activate
-from diagnosis.artefact import ArtefactError
+from diagnosis.gate.activation import ActivationRefused, activate
+from diagnosis.lifecycle.models import ModelVersion
 from diagnosis.management.version_option import ModelVersionCommand
-from diagnosis.models import ModelVersion
+from dispredo_core.artefact import ArtefactError
 
 
 class Command(ModelVersionCommand):

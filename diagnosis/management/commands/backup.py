@@ -2,8 +2,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from diagnosis.backup import write_snapshot
-from diagnosis.snapshot import SnapshotError
+from diagnosis.operations.backup import write_snapshot
+from diagnosis.operations.snapshot import SnapshotError
 
 
 class Command(BaseCommand):

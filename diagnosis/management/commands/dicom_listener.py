@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from diagnosis.dicom_receiver import receiver_user, start_listener
+from diagnosis.interop.dicom_listener import receiver_user, start_listener
 
 
 class Command(BaseCommand):

@@ -2,12 +2,12 @@
 
 from django.core.management.base import CommandError
 
-from diagnosis.artefact import ArtefactError
-from diagnosis.findings import DISPLAY_NAMES, FINDINGS
+from diagnosis.gate.operating_point import set_operating_point
+from diagnosis.lifecycle.models import ModelVersion
 from diagnosis.management.version_option import ModelVersionCommand
-from diagnosis.models import ModelVersion
-from diagnosis.registry import set_operating_point
-from diagnosis.reliability import HoldoutError
+from dispredo_core.artefact import ArtefactError
+from dispredo_core.findings import DISPLAY_NAMES, FINDINGS
+from dispredo_core.reliability import HoldoutError
 
 
 def _rate(values):

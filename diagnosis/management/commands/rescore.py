@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from diagnosis.models import ModelVersion, XRay, XRayStatus
-from diagnosis.scoring import score_xray
+from diagnosis.intake.scoring import score_xray
+from diagnosis.lifecycle.models import ModelVersion
+from diagnosis.records.models import XRay, XRayStatus
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ from pathlib import Path
 from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError
 
-from diagnosis.restore import check_snapshot, restore_snapshot
-from diagnosis.snapshot import SnapshotError
+from diagnosis.operations.restore import check_snapshot, restore_snapshot
+from diagnosis.operations.snapshot import SnapshotError
 
 
 class Command(BaseCommand):

@@ -10,8 +10,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from diagnosis import storage
-from diagnosis.registry import install_default_model
+from diagnosis.lifecycle.registry import install_default_model
+from diagnosis.storage import xrays as storage
 from dispredo_site.security import make_private_file, make_private_folder
 
 

@@ -2,11 +2,11 @@
 
 from django.core.management.base import CommandError
 
-from diagnosis.artefact import read_metadata
+from dispredo_core.artefact import read_metadata
 from mltrain.hybrid import add_hog
 from mltrain.management.new_version import NEW_VERSION_ERRORS, NewVersionCommand
-from mltrain.registry import artefact_directory
 from mltrain.package import summary_table
+from mltrain.registry import artefact_directory, name_taken, register
 
 
 class Command(NewVersionCommand):
@@ -20,7 +20,7 @@ class Command(NewVersionCommand):
         super().add_arguments(parser)
         parser.add_argument(
             "--strength", type=float, default=None,
-            help="Logistic regression C (default: the best on the validation split, as python -m mltrain.baselines chooses).",
+            help="Logistic regression C (default: the best on the validation split, as python -m mltrain.lab.baselines chooses).",
         )
 
     def handle(self, *args, **options):
@@ -28,10 +28,11 @@ class Command(NewVersionCommand):
         if options["strength"] is not None and options["strength"] <= 0:
             raise CommandError("--strength must be positive.")
         try:
-            version = add_hog(
+            directory = add_hog(
                 source, options["name"], data_dir=options["data_dir"],
-                strength=options["strength"], activate=options["activate"], stream=self.stdout,
+                strength=options["strength"], name_taken=name_taken, stream=self.stdout,
             )
+            version = register(directory, activate=options["activate"])
         except NEW_VERSION_ERRORS as exc:
             raise CommandError(str(exc)) from exc
         metadata = read_metadata(artefact_directory(version))

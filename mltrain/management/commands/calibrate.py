@@ -4,6 +4,7 @@ from django.core.management.base import CommandError
 
 from mltrain.management.new_version import NEW_VERSION_ERRORS, NewVersionCommand
 from mltrain.recalibration import recalibrate
+from mltrain.registry import name_taken, register
 
 
 class Command(NewVersionCommand):
@@ -16,7 +17,8 @@ class Command(NewVersionCommand):
     def handle(self, *args, **options):
         source = self.source_directory(options["version_name"])
         try:
-            version = recalibrate(source, options["name"], data_dir=options["data_dir"], activate=options["activate"])
+            directory = recalibrate(source, options["name"], data_dir=options["data_dir"], name_taken=name_taken)
+            version = register(directory, activate=options["activate"])
         except NEW_VERSION_ERRORS as exc:
             raise CommandError(str(exc)) from exc
         metrics = version.metrics

@@ -4,10 +4,10 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from diagnosis.artefact import ArtefactError
+from diagnosis.lifecycle.models import ModelVersion
 from diagnosis.management.version_option import ModelVersionCommand
-from diagnosis.model_comparison import table_lines
-from diagnosis.models import ModelVersion
+from dispredo_core.artefact import ArtefactError
+from dispredo_core.comparison import table_lines
 from mltrain.comparison import ComparisonError, compare_versions
 from mltrain.dataset import SPLITS, DatasetError
 

@@ -4,11 +4,11 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from diagnosis.artefact import ArtefactError
-from diagnosis.findings import FINDINGS
+from diagnosis.management.version_option import ModelVersionCommand
+from dispredo_core.artefact import ArtefactError
+from dispredo_core.findings import FINDINGS
 from mltrain.dataset import SPLITS, DatasetError
 from mltrain.evaluation import EvaluationError, evaluate, report_files
-from diagnosis.management.version_option import ModelVersionCommand
 from mltrain.registry import find_version
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from django.core.management.base import CommandError
 
-from mltrain.management.new_version import NEW_VERSION_ERRORS
 from diagnosis.management.version_option import ModelVersionCommand
+from mltrain.management.new_version import NEW_VERSION_ERRORS
 from mltrain.registry import find_version
 from mltrain.retrofit import annotate
 

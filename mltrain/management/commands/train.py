@@ -2,14 +2,13 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from diagnosis.activation import ActivationRefused
-from diagnosis.artefact import ArtefactError, read_metadata
+from diagnosis.gate.activation import ActivationRefused
+from dispredo_core.artefact import ArtefactError, read_metadata
 from mltrain.config import TrainingError, add_arguments, from_options
 from mltrain.dataset import DatasetError
 from mltrain.export import ExportError
 from mltrain.package import summary_table
-from mltrain.registry import artefact_directory
-from mltrain.training import train
+from mltrain.registry import artefact_directory, train_and_register
 
 
 class Command(BaseCommand):
@@ -30,7 +29,7 @@ class Command(BaseCommand):
             raise CommandError("--force overrides the activation gate, so it needs --activate.")
         try:
             config = from_options(options)
-            version = train(config, stdout=self.stdout, verbosity=verbosity, force=options["force"])
+            version = train_and_register(config, stdout=self.stdout, verbosity=verbosity, force=options["force"])
         except ActivationRefused as refused:
             for line in refused.result.lines() if verbosity else ():
                 self.stdout.write(line)

@@ -1,0 +1,1 @@
+"""Model versions: registering trained artefacts, loading them for serving, their thresholds and reliability."""

@@ -1,0 +1,1 @@
+"""Operating an installation: backup and restore of records, files and model artefacts."""

@@ -1,0 +1,74 @@
+"""At a phone's width (390 px) no page scrolls sideways, and the worklist filters are labelled."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from diagnosis.intake.scoring import score_xray
+from diagnosis.intake.storing import store_xray
+from diagnosis.lifecycle.registry import register_model_version
+from diagnosis.pages.forms import WorklistFilterForm
+from diagnosis.records.models import Patient, XRayStatus
+from dispredo_core.imaging import open_xray
+from dispredo_site.testing.browser import MARKS, chromium_page, sign_in
+from dispredo_site.testing.factories import make_xray
+from dispredo_site.testing.tiny_model import build_tiny_artefact
+
+pytestmark = MARKS
+
+PHONE = {"width": 390, "height": 844}
+# Whether the page is wider than the window, with both widths for the failure message.
+SCROLL_WIDTHS = "[document.documentElement.scrollWidth, window.innerWidth]"
+
+
+@pytest.fixture
+def phone_page(monkeypatch):
+    with chromium_page(monkeypatch, PHONE) as page:
+        yield page
+
+
+def assert_no_sideways_scroll(page, url):
+    page.goto(url)
+    scroll_width, window_width = page.evaluate(SCROLL_WIDTHS)
+    assert scroll_width <= window_width, f"{url} is {scroll_width} px wide in a {window_width} px window"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_no_page_scrolls_sideways_at_390_px(live_server, phone_page, sample_images, tmp_path):
+    staff = get_user_model().objects.create_user("radiographer", password="a long local passphrase", is_staff=True)
+    patient = Patient.objects.create(
+        mrn="MRN-2026-000123", name="Maria Salomea Skłodowska-Curie", sex="F", notes="Long-standing cough; " * 8
+    )
+    build_tiny_artefact(tmp_path / "model", name="layout-test-model")
+    version = register_model_version(tmp_path / "model", activate=True)
+    path = sample_images["px_256"]
+    data = path.read_bytes()
+    image = open_xray(data)
+    xray = store_xray(patient=patient, data=data, original_name=path.name, image=image, uploaded_by=staff)
+    assert score_xray(xray, image) == XRayStatus.DONE
+    # A row with many flagged chips: the widest the worklist gets.
+    make_xray(patient, version=version, flagged={"Cardiomegaly", "Pleural_Thickening", "Pneumothorax", "Effusion"})
+    page = phone_page
+
+    assert_no_sideways_scroll(page, f"{live_server.url}{reverse('login')}")
+    sign_in(page, live_server.url, "radiographer", "a long local passphrase", "/")
+
+    for name, args in [
+        ("diagnosis:worklist", []),
+        ("diagnosis:patient_list", []),
+        ("diagnosis:patient_detail", [patient.pk]),
+        ("diagnosis:patient_create", []),
+        ("diagnosis:patient_edit", [patient.pk]),
+        ("diagnosis:upload", []),
+    ]:
+        assert_no_sideways_scroll(page, f"{live_server.url}{reverse(name, args=args)}")
+
+    # The worklist's tables scroll inside their own box, and its filters are labelled.
+    page.goto(f"{live_server.url}{reverse('diagnosis:worklist')}")
+    assert page.locator("table.list").count() == 1
+    assert page.locator(".table-wrap > table.list").count() == 1
+    page.get_by_label("Status", exact=True).select_option("done")
+    page.get_by_label(WorklistFilterForm()["finding"].label, exact=True).select_option("Effusion")
+    page.click(".filters button[type=submit]")
+    page.wait_for_url("**/?status=done&finding=Effusion&reading=&sort=")
+    assert page.locator("table.list tbody tr").count() == 1
