@@ -26,7 +26,7 @@ INCLUDED = ["requirements/web.txt", "requirements/train.txt", "requirements/test
 # Import names of requirements/test.txt's packages (and schemathesis' hypothesis): never in the web path.
 TEST_IMPORTS = {
     "pytest": "pytest", "pytest_django": "pytest-django", "xdist": "pytest-xdist", "playwright": "playwright",
-    "skimage": "scikit-image", "fhir": "fhir-resources", "schemathesis": "schemathesis", "moto": "moto",
+    "skimage": "scikit-image", "fhir": "fhir-resources", "schemathesis": "schemathesis", "moto": "moto", "mkdocs": "mkdocs",
 }
 # Kept importable in the child: what every virtual environment has, and what Python loads at start.
 ALWAYS_THERE = {"pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel"}
