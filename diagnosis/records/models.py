@@ -9,6 +9,7 @@ from django.conf import settings
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 from django.urls import reverse
 from django.utils import timezone
 
@@ -46,7 +47,8 @@ class PatientQuerySet(models.QuerySet):
 
 class Patient(models.Model):
     # 64: a DICOM Patient ID (LO) is up to 64 characters, and a received one becomes the record number.
-    mrn = models.CharField("medical record number", max_length=64, unique=True)
+    # Kept as given (diagnosis.records.identifiers); unique ignoring case (the constraint below).
+    mrn = models.CharField("medical record number", max_length=64)
     name = models.CharField(max_length=200)
     sex = models.CharField(max_length=1, choices=Sex.choices, default=Sex.UNKNOWN)
     date_of_birth = models.DateField(null=True, blank=True)
@@ -61,6 +63,13 @@ class Patient(models.Model):
 
     class Meta:
         ordering = ["name", "mrn"]
+        constraints = [
+            models.UniqueConstraint(
+                Upper("mrn"),
+                name="one_patient_per_record_number_ignoring_case",
+                violation_error_message="Patient with this Medical record number already exists.",
+            )
+        ]
 
     def __str__(self):
         return f"{self.name} ({self.mrn})"
@@ -75,8 +84,17 @@ LOW_RESOLUTION = 256
 
 class XRayStatus(models.TextChoices):
     PENDING = "pending", "Pending"
+    SCORING = "scoring", "Being scored"
     DONE = "done", "Done"
     FAILED = "failed", "Failed"
+
+
+class Source(models.TextChoices):
+    """The door an X-ray came in by."""
+
+    PAGE = "page", "Upload page"
+    API = "api", "REST API"
+    DICOM = "dicom", "DICOM listener"
 
 
 class ViewPosition(models.TextChoices):
@@ -133,6 +151,15 @@ class XRay(models.Model):
     accession_number = models.CharField(max_length=64, blank=True)
     study_instance_uid = models.CharField("Study Instance UID", max_length=64, blank=True)
     sop_instance_uid = models.CharField("SOP Instance UID", max_length=64, blank=True)
+    source = models.CharField(
+        "received through", max_length=10, choices=Source.choices, blank=True,
+        help_text="The door it came in by; empty for X-rays stored before this was recorded.",
+    )
+    calling_ae_title = models.CharField("sent by AE title", max_length=16, blank=True)
+    # While status is "scoring": which process scores it (host:pid:start) and since when, so that an
+    # X-ray left scoring by a process that died is found and scored again (diagnosis.intake.repair).
+    scoring_by = models.CharField(max_length=100, blank=True, editable=False)
+    scoring_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     objects = XRayQuerySet.as_manager()
 
@@ -240,6 +267,7 @@ class AuditAction(models.TextChoices):
     CHANGE = "change", "Changed"
     DELETE = "delete", "Deleted"
     EXPORT = "export", "Exported"
+    REFUSE = "refuse", "Refused"
 
 
 class AuditEvent(models.Model):
