@@ -6,7 +6,8 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from diagnosis.pages.forms import PatientForm, PatientSearchForm
+from diagnosis.pages.forms import PatientSearchForm
+from diagnosis.records.forms import PatientForm
 from diagnosis.records import audit
 from diagnosis.records.access import get_patient_for_user
 from diagnosis.records.models import AuditAction, Patient

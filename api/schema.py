@@ -56,8 +56,8 @@ def form_parameters(form, enums=None):
     return parameters
 
 
-def _body_field(field):
-    common = {"required": field.required, "help_text": str(field.help_text or field.label or "") or None}
+def _body_field(field, required=False):
+    common = {"required": field.required or required, "help_text": str(field.help_text or field.label or "") or None}
     if isinstance(field, forms.FileField):
         return serializers.FileField(**common)
     if isinstance(field, forms.ModelChoiceField):
@@ -71,9 +71,12 @@ def _body_field(field):
     return serializers.CharField(max_length=field.max_length, allow_blank=not field.required, **common)
 
 
-def form_body(name, form):
-    """A request body schema named ``name`` with the fields of ``form`` (an instance)."""
-    return inline_serializer(name, {field_name: _body_field(field) for field_name, field in form.fields.items()})
+def form_body(name, form, required=()):
+    """A request body schema named ``name`` with the fields of ``form`` (an instance); ``required``
+    names fields the API needs although the form leaves their check to others (the intake)."""
+    return inline_serializer(
+        name, {field_name: _body_field(field, field_name in required) for field_name, field in form.fields.items()}
+    )
 
 
 ERROR = {

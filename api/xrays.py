@@ -10,7 +10,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from diagnosis.intake.pipeline import receive_upload
+from diagnosis.intake.pipeline import receive
 from diagnosis.interop import fhir
 from diagnosis.lifecycle.models import ModelVersion
 from diagnosis.pages import views
@@ -19,7 +19,7 @@ from diagnosis.pages.worklists import filtered_xrays
 from diagnosis.readings.rules import reading_state
 from diagnosis.records import audit
 from diagnosis.records.access import get_xray_for_user
-from diagnosis.records.models import AuditAction, XRay
+from diagnosis.records.models import AuditAction, Source, XRay
 from dispredo_core.findings import FINDINGS
 
 from .errors import form_data, form_error
@@ -84,15 +84,16 @@ class XRayList(generics.ListAPIView):
         description="The upload page's fields and checks. Give `patient` (an id), or a new patient's "
         "`new_mrn` and `new_name` (a DICOM header can supply them). Answers 201 with the 14 findings; "
         "`status` is pending when no model is installed and failed when the model could not score it.",
-        request={"multipart/form-data": form_body("UploadRequest", UploadForm())},
+        request={"multipart/form-data": form_body("UploadRequest", UploadForm(), required=["image"])},
         responses={201: XRaySerializer},
     )
     def post(self, request):
         form = UploadForm(form_data(request), request.FILES)
-        received = receive_upload(request, form)
-        if received is None:
-            raise form_error(form, {"score_anyway": [OVERRIDE_HINT]} if form.offer_override else None)
-        data = _serialized(request, received.xray)
+        outcome = receive(form.incoming(request.user, Source.API))
+        if not outcome.stored:
+            form.refuse(outcome)
+            raise form_error(form, {"score_anyway": [OVERRIDE_HINT]} if outcome.offer_override else None)
+        data = _serialized(request, outcome.xray)
         return Response(data, status=status.HTTP_201_CREATED, headers={"Location": data["links"]["api"]})
 
 

@@ -9,7 +9,7 @@ from django.urls import reverse
 from api.xrays import OVERRIDE_HINT
 from diagnosis.intake.dicom_records import WRONG_PATIENT_MESSAGE
 from diagnosis.intake.pipeline import GUARD_OVERRIDE_DETAIL
-from diagnosis.pages.forms import INVALID_IMAGE_MESSAGE
+from diagnosis.intake.content import INVALID_IMAGE_MESSAGE
 from diagnosis.records.models import AuditEvent, Patient, Prediction, XRay
 from dispredo_core.findings import FINDINGS
 from dispredo_core.guard import REFUSAL_MESSAGE
@@ -33,6 +33,12 @@ def page_errors(staff_client, name, content, **fields):
 
 def audit_rows():
     return list(AuditEvent.objects.order_by("pk").values_list("username", "action", "object_type", "detail"))
+
+
+def door_free(rows):
+    """``audit_rows()`` with the door's name in each detail replaced by <door>: the page's and the
+    API's events are the same events, each naming the door it came by."""
+    return [(*row[:3], row[3].replace("the upload page", "<door>").replace("the API", "<door>")) for row in rows]
 
 
 @pytest.mark.django_db
@@ -63,7 +69,8 @@ def test_it_stores_and_scores_a_real_xray_and_answers_201_with_the_14_findings(a
     assert body["links"]["image"].endswith(reverse("api:xray-image", args=[xray.pk]))
     assert body["links"]["page"].endswith(xray.get_absolute_url())
     assert [f.read_bytes() for f in stored_files(private_media)] == [path.read_bytes()]
-    assert audit_rows() == [("nurse", "create", "xray", "uploaded " + path.name)]
+    assert audit_rows() == [("nurse", "create", "xray", "received through the API: " + path.name)]
+    assert xray.source == "api"
 
 
 @pytest.mark.django_db
@@ -87,7 +94,11 @@ def test_it_writes_the_audit_events_the_upload_page_writes(api, staff_client, ti
     response = send(api, "a.png", content, new_mrn="P-2", new_name="Api Patient")
 
     assert response.status_code == 201
-    assert by_page == audit_rows() == [("nurse", "create", "patient", ""), ("nurse", "create", "xray", "uploaded a.png")]
+    assert door_free(by_page) == door_free(audit_rows()) == [
+        ("nurse", "create", "patient", "registered from an X-ray received through <door>"),
+        ("nurse", "create", "xray", "received through <door>: a.png"),
+    ]
+    assert by_page[1][3] == "received through the upload page: a.png"
     assert Patient.objects.get(mrn="P-2").created_by.username == "nurse"
 
 
@@ -101,7 +112,9 @@ def test_it_refuses_what_the_upload_page_refuses_with_its_message(api, staff_cli
 
     assert response.status_code == 400
     assert response.json() == expected == {"image": [INVALID_IMAGE_MESSAGE]}
-    assert not XRay.objects.exists() and stored_files(private_media) == [] and not AuditEvent.objects.exists()
+    assert not XRay.objects.exists() and stored_files(private_media) == []
+    refusal = f"<door>: invalid_image: {INVALID_IMAGE_MESSAGE}"
+    assert door_free(audit_rows()) == [("nurse", "refuse", "xray", refusal)] * 2  # the page's, then the API's
 
 
 @pytest.mark.django_db
@@ -127,7 +140,7 @@ def test_the_input_guard_refuses_it_with_the_pages_message_and_the_override_hint
     assert response.json() == {"image": [REFUSAL_MESSAGE], "score_anyway": [OVERRIDE_HINT]}
     assert expected == {"image": [REFUSAL_MESSAGE]}
     assert not XRay.objects.exists() and not Patient.objects.exists() and stored_files(private_media) == []
-    assert not AuditEvent.objects.exists()
+    assert door_free(audit_rows()) == [("nurse", "refuse", "xray", f"<door>: not_chest_xray: {REFUSAL_MESSAGE}")] * 2
 
 
 @pytest.mark.django_db
@@ -138,7 +151,7 @@ def test_score_anyway_scores_it_and_audits_the_override(api, patient, default_mo
     body = response.json()
     assert body["guard_overridden"] is True and body["status"] == "done" and len(body["findings"]) == 14
     assert audit_rows() == [
-        ("nurse", "create", "xray", "uploaded chart.png"),
+        ("nurse", "create", "xray", "received through the API: chart.png"),
         ("nurse", "change", "xray", GUARD_OVERRIDE_DETAIL),
     ]
 

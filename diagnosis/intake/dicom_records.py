@@ -1,9 +1,11 @@
 """What a DICOM header says about the patient and the study, checked against the records.
 
-The upload form and the DICOM receiver share these rules: which patient a header names, when it
-contradicts the chosen patient (the wrong-patient check), and when the image is already stored.
+Every door shares these rules (``diagnosis.intake.patients`` applies them): which patient a header
+names, when it contradicts the chosen patient (the wrong-patient check), and when the image is
+already stored. The header's Patient ID is a record number by the rule of ``records.identifiers``.
 """
 
+from diagnosis.records.identifiers import record_number, same_record_number
 from diagnosis.records.models import Patient, Sex, XRay
 
 WRONG_PATIENT_MESSAGE = (
@@ -19,22 +21,20 @@ def header_of(image):
     return image.info.get("dicom") if getattr(image, "format", None) == "DICOM" else None
 
 
-def normalised_id(header):
-    """The header's Patient ID as a record number is written (trimmed, upper case)."""
-    return header.patient_id.strip().upper()
+def patient_id(header):
+    """The header's Patient ID as a record number: as given, without the spaces around it."""
+    return record_number(header.patient_id)
 
 
 def existing_patient(header):
-    """The patient whose record number is the header's Patient ID, or None."""
-    mrn = normalised_id(header)
-    return Patient.objects.filter(mrn=mrn).first() if mrn else None
+    """The patient whose record number is the header's Patient ID (ignoring case), or None."""
+    return Patient.objects.with_record_number(patient_id(header)).first()
 
 
-def wrong_patient_message(header, patient):
-    """The refusal when the header names another patient than ``patient``, else None."""
-    mrn = normalised_id(header)
-    if mrn and patient.mrn and mrn != patient.mrn.strip().upper():
-        return WRONG_PATIENT_MESSAGE.format(header_id=header.patient_id, mrn=patient.mrn)
+def wrong_patient_message(header, mrn):
+    """The refusal when the header names another patient than the record number ``mrn``, else None."""
+    if patient_id(header) and record_number(mrn) and not same_record_number(patient_id(header), mrn):
+        return WRONG_PATIENT_MESSAGE.format(header_id=patient_id(header), mrn=record_number(mrn))
     return None
 
 
@@ -57,8 +57,8 @@ def new_patient_fields(header):
         study = header.study_date.isoformat() if header.study_date else "unknown date"
         notes = AGE_NOTE.format(age=_age_text(header.patient_age), study=study)
     return {
-        "mrn": normalised_id(header),
-        "name": header.patient_name or normalised_id(header),
+        "mrn": patient_id(header),
+        "name": header.patient_name or patient_id(header),
         "sex": sex,
         "date_of_birth": header.patient_birth_date,
         "notes": notes,

@@ -10,10 +10,10 @@ from prometheus_client import Counter, Histogram
 
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
-UPLOADS = Counter("dispredo_uploads", "X-ray uploads (page and API), by outcome: stored or refused.", ["outcome"])
+UPLOADS = Counter("dispredo_uploads", "Incoming X-rays (page, API, DICOM listener), by outcome: stored or refused.", ["outcome"])
 REFUSALS = Counter(
     "dispredo_upload_refusals",
-    "Reasons uploads were refused: the form's error codes (invalid_image, not_chest_xray, too_large, dicom_*, ...).",
+    "Reasons incoming X-rays were refused: the intake's refusal codes (invalid_image, not_chest_xray, too_large, dicom_*, ...).",
     ["reason"],
 )
 SCORING_SECONDS = Histogram(
@@ -31,15 +31,9 @@ def count_stored_upload():
     UPLOADS.labels("stored").inc()
 
 
-def count_refused_upload(form):
-    """A refused upload, and each distinct error code of ``form`` (a bound Django form) once."""
+def count_refusal(codes):
+    """A refused upload, and each distinct refusal code (``Refusal.code``, or a door's own such as
+    request_too_large) once; ``codes`` is one code or several."""
     UPLOADS.labels("refused").inc()
-    codes = {error.code or "invalid" for errors in form.errors.as_data().values() for error in errors}
-    for code in codes:
-        REFUSALS.labels(code if _CODE.match(code) else "other").inc()
-
-
-def count_refusal(reason):
-    """One refusal that never reached the form (e.g. a body over the size limit)."""
-    UPLOADS.labels("refused").inc()
-    REFUSALS.labels(reason).inc()
+    for code in sorted({codes} if isinstance(codes, str) else set(codes)):
+        REFUSALS.labels(code if _CODE.match(code or "") else "other").inc()

@@ -1,70 +1,24 @@
-from django import forms
-from django.conf import settings
-from django.core.exceptions import ValidationError
+"""The pages' forms: the upload, the worklist's filters, the patient search, the reading."""
 
-from diagnosis.intake import dicom_records
+from django import forms
+from django.core.exceptions import ValidationError
+from django.forms.forms import NON_FIELD_ERRORS
+
 from diagnosis.intake.names import display_name
+from diagnosis.intake.submissions import Incoming, Refusal
 from diagnosis.readings.models import UNREAD, Mark, ReadingStatus
+from diagnosis.records.forms import DateInput, PatientForm
 from diagnosis.records.models import Patient, ViewPosition, XRayStatus
 from dispredo_core.findings import DISPLAY_NAMES, FINDINGS
-from dispredo_core.guard import REFUSAL_MESSAGE
-from dispredo_core.imaging import InvalidImage, RefusedImage, open_xray
-
-INVALID_IMAGE_MESSAGE = "Please upload a chest X-ray image (PNG, JPEG or DICOM)."
-
-
-class DateInput(forms.DateInput):
-    input_type = "date"
-
-
-class PatientForm(forms.ModelForm):
-    class Meta:
-        model = Patient
-        fields = ["mrn", "name", "sex", "date_of_birth", "notes"]
-        widgets = {"date_of_birth": DateInput(), "notes": forms.Textarea(attrs={"rows": 3})}
-
-    def clean_mrn(self):
-        return self.cleaned_data["mrn"].strip().upper()
-
-    def clean_name(self):
-        return " ".join(self.cleaned_data["name"].split())
-
-
-class XRayFileField(forms.FileField):
-    """A file that must decode as a PNG, JPEG or DICOM chest X-ray; cleans to (bytes, PIL image,
-    display name). The image is upright and 8-bit grayscale (``imaging.open_xray``); the name is
-    the uploaded one made safe to show (``upload_names.display_name``), never used for storage.
-
-    Refusals with a reason of their own keep their code and message: DICOM ones (colour,
-    multi-frame, not a chest, damaged...) and an image too large to decode."""
-
-    default_error_messages = {
-        "required": "Please choose an X-ray image file.",
-        "invalid": INVALID_IMAGE_MESSAGE,
-        "empty": INVALID_IMAGE_MESSAGE,
-        "missing": INVALID_IMAGE_MESSAGE,
-        "too_large": "The file is larger than %(limit)s MB.",
-    }
-
-    def clean(self, data, initial=None):
-        upload = super().clean(data, initial)
-        limit = settings.DISPREDO_MAX_UPLOAD_BYTES
-        if upload.size > limit:
-            raise ValidationError(
-                self.error_messages["too_large"], code="too_large", params={"limit": limit // (1024 * 1024)}
-            )
-        content = upload.read()
-        try:
-            image = open_xray(content)
-        except RefusedImage as exc:
-            raise ValidationError(exc.message, code=exc.code) from exc
-        except InvalidImage as exc:
-            raise ValidationError(self.error_messages["invalid"], code="invalid_image") from exc
-        return content, image, display_name(upload.name)
 
 
 class UploadForm(forms.Form):
-    """An X-ray for an existing patient, or for a patient created in the same step."""
+    """The fields of an upload, on the page and through the API (``api.xrays``): an X-ray for a
+    chosen patient, a patient typed in the same step, or the one its DICOM header names.
+
+    The form only reads the fields; the intake (``diagnosis.intake.pipeline``) checks the file, the
+    patient and the rest in its own order, and ``refuse`` shows its reasons. What the form cannot
+    read (a date that is not one) goes to the intake too, which shows it after the file's content."""
 
     patient = forms.ModelChoiceField(
         queryset=Patient.objects.all(), required=False, empty_label="— New patient (fill in below) —"
@@ -73,13 +27,12 @@ class UploadForm(forms.Form):
     new_name = forms.CharField(label="Name", max_length=200, required=False)
     new_sex = forms.ChoiceField(label="Sex", choices=PatientForm.base_fields["sex"].choices, required=False, initial="U")
     new_date_of_birth = forms.DateField(label="Date of birth", required=False, widget=DateInput())
-    image = XRayFileField(
-        label="X-ray image",
+    # Checked by its content in the intake, never here (nor by its name).
+    image = forms.FileField(
+        label="X-ray image", required=False, allow_empty_file=True,
         widget=forms.ClearableFileInput(attrs={"accept": "image/png,image/jpeg,application/dicom,.dcm"}),
     )
-    view_position = forms.ChoiceField(
-        choices=[("", "Unknown")] + list(ViewPosition.choices), required=False
-    )
+    view_position = forms.ChoiceField(choices=[("", "Unknown")] + list(ViewPosition.choices), required=False)
     clinical_note = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False)
     score_anyway = forms.BooleanField(
         label="This is a frontal chest X-ray: score it anyway",
@@ -90,78 +43,40 @@ class UploadForm(forms.Form):
     # Set when the input guard refused the image: the page then offers ``score_anyway``.
     offer_override = False
 
-    def refuse_as_not_chest_xray(self):
-        """The input guard found the image unlike a frontal chest X-ray: refuse it, offer the override."""
-        self.add_error("image", ValidationError(REFUSAL_MESSAGE, code="not_chest_xray"))
-        self.offer_override = True
-
-    def clean(self):
-        cleaned = super().clean()
-        header = dicom_records.header_of(cleaned["image"][1]) if cleaned.get("image") else None
-        if header is not None:
-            self._check_dicom_header(cleaned, header)
-            if self.errors:
-                return cleaned
-        if cleaned.get("patient"):
-            return cleaned
-        new_patient = PatientForm(
-            data={
-                "mrn": cleaned.get("new_mrn", ""),
-                "name": cleaned.get("new_name", ""),
-                "sex": cleaned.get("new_sex") or "U",
-                "date_of_birth": cleaned.get("new_date_of_birth"),
-                "notes": self._header_notes,
-            }
+    def incoming(self, user, source):
+        """What the intake receives from this bound form, sent by ``user`` through ``source``."""
+        self.is_valid()
+        data = self.cleaned_data
+        upload = self.files.get("image")
+        return Incoming(
+            upload=upload,
+            name=display_name(upload.name) if upload is not None else "",
+            source=source,
+            user=user,
+            patient=data.get("patient"),
+            new_patient={
+                "mrn": data.get("new_mrn") or "",
+                "name": data.get("new_name") or "",
+                "sex": data.get("new_sex") or "",
+                "date_of_birth": data.get("new_date_of_birth"),
+            },
+            view_position=data.get("view_position") or "",
+            clinical_note=data.get("clinical_note") or "",
+            score_anyway=bool(data.get("score_anyway")),
+            unparsed=tuple(
+                Refusal(error.code or "invalid", message, None if name == NON_FIELD_ERRORS else name)
+                for name, errors in self.errors.as_data().items()
+                for error in errors
+                for message in error.messages
+            ),
         )
-        if not (cleaned.get("new_mrn") or cleaned.get("new_name")):
-            raise ValidationError("Choose a patient, or enter a new patient's record number and name.", code="no_patient")
-        if not new_patient.is_valid():
-            for field, errors in new_patient.errors.items():
-                for error in errors:
-                    self.add_error(f"new_{field}" if field != "__all__" else None, error)
-            return cleaned
-        cleaned["new_patient"] = new_patient.instance
-        return cleaned
 
-    def _check_dicom_header(self, cleaned, header):
-        """Refuse a stored SOP Instance UID or a header naming another patient; with no patient
-        chosen, take the one the header names, or fill the new patient's blank fields from it."""
-        duplicate = dicom_records.duplicate_message(header)
-        if duplicate:
-            self.add_error("image", ValidationError(duplicate, code="duplicate_sop_instance"))
-            return
-        chosen = cleaned.get("patient")
-        if chosen is None and not (cleaned.get("new_mrn") or cleaned.get("new_name")):
-            chosen = dicom_records.existing_patient(header)
-            cleaned["patient"] = chosen
-        if chosen is not None:
-            wrong = dicom_records.wrong_patient_message(header, chosen)
-            if wrong:
-                self.add_error("patient", ValidationError(wrong, code="wrong_patient"))
-            return
-        typed = Patient(mrn=(cleaned.get("new_mrn") or "").strip().upper())
-        wrong = dicom_records.wrong_patient_message(header, typed)
-        if wrong:
-            self.add_error("new_mrn", ValidationError(wrong, code="wrong_patient"))
-            return
-        fields = dicom_records.new_patient_fields(header)
-        for name in ("mrn", "name", "date_of_birth"):
-            if not cleaned.get(f"new_{name}"):
-                cleaned[f"new_{name}"] = fields[name]
-        if cleaned.get("new_sex") in ("", "U", None):
-            cleaned["new_sex"] = fields["sex"]
-        self._header_notes = fields["notes"]
-
-    _header_notes = ""
-
-    def chosen_patient(self):
-        """The patient to attach the X-ray to: an existing row or an unsaved new one."""
-        return self.cleaned_data.get("patient") or self.cleaned_data["new_patient"]
-
-    def chosen_view_position(self):
-        """The view chosen on the form, else the DICOM header's ViewPosition (PA/AP), else unknown."""
-        header = dicom_records.header_of(self.cleaned_data["image"][1])
-        return self.cleaned_data["view_position"] or (header.view_position if header else "")
+    def refuse(self, outcome):
+        """Show the intake's refusals of this upload, and only them, each on its field."""
+        self.errors.clear()
+        for refusal in outcome.refusals:
+            self.add_error(refusal.field, ValidationError(refusal.message, code=refusal.code))
+        self.offer_override = outcome.offer_override
 
 
 AWAITING = "awaiting"

@@ -10,22 +10,22 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST, require_safe
 
-from diagnosis.intake.pipeline import receive_upload
+from diagnosis.intake.pipeline import receive
 from diagnosis.intake.scoring import heatmap_of
 from diagnosis.lifecycle.models import ModelVersion
 from diagnosis.pages.forms import (
     AmendmentForm,
-    PatientForm,
     PatientSearchForm,
     ReadingForm,
     UploadForm,
     WorklistFilterForm,
 )
 from diagnosis.pages.worklists import filtered_xrays
+from diagnosis.records.forms import PatientForm
 from diagnosis.readings import rules as readings
 from diagnosis.records import audit
 from diagnosis.records.access import get_patient_for_user, get_xray_for_user, staff_required
-from diagnosis.records.models import AuditAction, Patient, XRay, XRayStatus
+from diagnosis.records.models import AuditAction, Patient, Source, XRay, XRayStatus
 from dispredo_core.artefact import model_card_path
 from dispredo_core.findings import DISPLAY_NAMES
 from dispredo_core.imaging import InvalidImage, dicom_png
@@ -136,13 +136,14 @@ def upload(request):
         initial["patient"] = request.GET["patient"]
     form = UploadForm(request.POST or None, request.FILES or None, initial=initial)
     if request.method == "POST":
-        received = receive_upload(request, form)
-        if received is not None:
-            if received.status == XRayStatus.PENDING:
+        outcome = receive(form.incoming(request.user, Source.PAGE))
+        if outcome.stored:
+            if outcome.status == XRayStatus.PENDING:
                 messages.warning(request, "X-ray stored. No model is installed yet, so it is pending diagnosis.")
-            elif received.status == XRayStatus.FAILED:
+            elif outcome.status == XRayStatus.FAILED:
                 messages.error(request, "X-ray stored, but the model could not score it. An administrator has been told.")
-            return redirect(received.xray)
+            return redirect(outcome.xray)
+        form.refuse(outcome)
     return render(
         request,
         "diagnosis/upload.html",

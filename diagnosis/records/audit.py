@@ -17,7 +17,8 @@ def record(request, action, obj, detail=""):
 
 
 def record_by(user, action, obj, detail=""):
-    """Log that ``user`` did ``action`` to ``obj``: for service functions that have no request."""
+    """Log that ``user`` did ``action`` to ``obj``: for service functions that have no request
+    (``user`` None: whoever ran the management command)."""
     if isinstance(obj, Patient):
         patient, object_type = obj, "patient"
     elif isinstance(obj, XRay):
@@ -26,7 +27,7 @@ def record_by(user, action, obj, detail=""):
         patient, object_type = obj.xray.patient, obj._meta.model_name
     AuditEvent.objects.create(
         user=user,
-        username=user.get_username(),
+        username=_name_of(user),
         action=action,
         patient=patient if patient.pk else None,
         patient_mrn=patient.mrn,
@@ -34,6 +35,25 @@ def record_by(user, action, obj, detail=""):
         object_id=obj.pk,
         detail=_detail(detail),
     )
+
+
+def record_refusal(user, patient, patient_mrn, detail):
+    """Log that an incoming X-ray was refused and nothing stored (object id 0): by ``user``, for
+    ``patient`` when a registered one was chosen or matched, else the record number it came with."""
+    AuditEvent.objects.create(
+        user=user,
+        username=_name_of(user),
+        action=AuditAction.REFUSE,
+        patient=patient,
+        patient_mrn=(patient.mrn if patient is not None else patient_mrn or "")[:64],
+        object_type="xray",
+        object_id=0,
+        detail=_detail(detail),
+    )
+
+
+def _name_of(user):
+    return user.get_username() if user is not None else f"manage.py ({system_user()})"
 
 
 def record_list_view(request, object_type, detail=""):
@@ -56,7 +76,7 @@ def record_model_change(user, version, detail):
     """Log a change to a model version (no patient): by ``user``, or by whoever ran a command."""
     AuditEvent.objects.create(
         user=user,
-        username=user.get_username() if user else f"manage.py ({system_user()})",
+        username=_name_of(user),
         action=AuditAction.CHANGE,
         patient=None,
         patient_mrn="",
@@ -71,7 +91,7 @@ def record_export(user, xray, image_name):
     by ``user`` or, with none, by whoever ran the command."""
     AuditEvent.objects.create(
         user=user,
-        username=user.get_username() if user else f"manage.py ({system_user()})",
+        username=_name_of(user),
         action=AuditAction.EXPORT,
         patient=xray.patient,
         patient_mrn=xray.patient.mrn,
@@ -101,22 +121,4 @@ def record_operation(command, action, object_type, detail, using="default"):
         object_type=object_type,
         object_id=0,
         detail=_detail(detail),
-    )
-
-
-def record_dicom(user, calling_ae, *, outcome, xray=None, patient_mrn="", sop_instance_uid=""):
-    """Log one object received by the DICOM listener, stored or refused, with its calling AE title.
-
-    A stored object links its X-ray and patient; a refusal has no patient row (``patient_mrn`` is
-    the header's Patient ID, or empty) and object id 0."""
-    patient = xray.patient if xray is not None else None
-    AuditEvent.objects.create(
-        user=user,
-        username=user.get_username() if user else "dicom",
-        action=AuditAction.CREATE,
-        patient=patient,
-        patient_mrn=(patient.mrn if patient else patient_mrn)[:64],
-        object_type="dicom",
-        object_id=xray.pk if xray is not None else 0,
-        detail=_detail(f"from AE {calling_ae or '?'}; SOP Instance UID {sop_instance_uid or '?'}; {outcome}"),
     )

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from diagnosis.lifecycle.models import ModelVersion
+from diagnosis.records.identifiers import record_number
 from diagnosis.storage.xrays import xray_storage
 from dispredo_core.findings import DISPLAY_NAMES, FINDINGS
 
@@ -38,6 +39,11 @@ class Sex(models.TextChoices):
 
 
 class PatientQuerySet(models.QuerySet):
+    def with_record_number(self, mrn):
+        """The patient whose record number is ``mrn`` by the rule of ``records.identifiers``: trimmed,
+        ignoring case (at most one, which the constraint on ``Upper(mrn)`` guarantees)."""
+        return self.filter(mrn__iexact=record_number(mrn)) if record_number(mrn) else self.none()
+
     def search(self, text):
         text = (text or "").strip()
         if not text:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from diagnosis.pages.forms import INVALID_IMAGE_MESSAGE
+from diagnosis.intake.content import INVALID_IMAGE_MESSAGE
 from dispredo_core.dicom import NO_PIXELS_MESSAGE
 
 REQUIRED_MESSAGE = "Please choose an X-ray image file."

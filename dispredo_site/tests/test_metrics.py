@@ -239,3 +239,23 @@ def test_a_short_metrics_token_is_refused_at_start(tmp_path):
 
     assert result.returncode == 1
     assert "DISPREDO_METRICS_TOKEN must be at least 16 characters" in result.stderr
+
+
+def test_a_start_removes_the_files_of_ended_processes_only(tmp_path):
+    from dispredo_site.observability.multiprocess import remove_files_of_ended_processes
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(ended.stdout), os.getpid()
+    for name in (f"counter_{dead}.db", f"histogram_{dead}.db", f"counter_{alive}.db", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+
+    assert remove_files_of_ended_processes(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"counter_{alive}.db", "notes.txt"]
+
+
+def test_the_dicom_listener_writes_its_counts_where_the_web_server_reads_them():
+    folder = '"${DISPREDO_METRICS_DIR:-${DISPREDO_DATA_DIR:-$ROOT/var}/metrics}"'
+    assert f"export PROMETHEUS_MULTIPROC_DIR={folder}" in START.read_text()
+    listener = (REPO / "bin" / "dicom-listener").read_text()
+    assert f"export PROMETHEUS_MULTIPROC_DIR={folder}" in listener
+    assert listener.index("PROMETHEUS_MULTIPROC_DIR") < listener.index("exec python manage.py dicom_listener")

@@ -1,4 +1,5 @@
-// Shows the chosen file's name and a preview before upload; the server validates the content.
+// Shows the chosen file's size and a preview before upload; the server validates the content. The
+// browser's own file input says "No file chosen" (or the name): the line below it only adds the size.
 (function () {
   var input = document.getElementById("id_image");
   var preview = document.getElementById("preview");
@@ -10,7 +11,7 @@
     var file = input.files && input.files[0];
     if (!file) {
       preview.src = preview.dataset.placeholder;
-      label.textContent = "No file chosen";
+      label.textContent = "";
       return;
     }
     label.textContent = file.name + " (" + Math.round(file.size / 1024) + " KB)";

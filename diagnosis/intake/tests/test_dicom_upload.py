@@ -7,7 +7,7 @@ from django.urls import reverse
 from pydicom.data import get_testdata_file
 
 from diagnosis.intake.dicom_records import AGE_NOTE, DUPLICATE_MESSAGE, WRONG_PATIENT_MESSAGE
-from diagnosis.pages.forms import INVALID_IMAGE_MESSAGE
+from diagnosis.intake.content import INVALID_IMAGE_MESSAGE
 from diagnosis.records.models import Patient, Prediction, XRay, XRayStatus
 from dispredo_core.dicom import (
     BODY_PART_MESSAGE,
@@ -59,7 +59,8 @@ def test_a_real_chest_dicom_is_stored_as_uploaded_and_scored(staff_client, staff
     assert xray.sop_instance_uid == header.SOPInstanceUID
     assert xray.study_instance_uid == header.StudyInstanceUID
     assert xray.view_position == (header.get("ViewPosition") or "")
-    assert xray.patient.mrn == str(header.PatientID).upper()
+    assert xray.patient.mrn == str(header.PatientID).strip()  # as given: a DICOM Patient ID is case-sensitive
+    assert xray.source == "page"
     # The image view renders it to PNG; the .dcm never goes to the browser.
     image = staff_client.get(reverse("diagnosis:xray_image", args=[xray.pk]))
     assert image["Content-Type"] == "image/png"

@@ -26,7 +26,7 @@ def test_a_file_name_that_is_not_utf8_no_longer_makes_the_upload_vanish(staff_cl
     xray = XRay.objects.get()
     assert xray.original_name == "R\ufffdntgen caf\ufffd.png"
     assert [f.read_bytes() for f in stored_files(private_media)] == [png]
-    assert AuditEvent.objects.get(object_type="xray").detail == "uploaded R\ufffdntgen caf\ufffd.png"
+    assert AuditEvent.objects.get(object_type="xray").detail == "received through the upload page: R\ufffdntgen caf\ufffd.png"
 
 
 @pytest.mark.django_db

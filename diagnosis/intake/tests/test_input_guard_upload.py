@@ -35,7 +35,9 @@ def test_a_picture_that_is_not_a_chest_xray_is_refused_and_nothing_is_stored(sta
     assert b'id="id_score_anyway"' in response.content
     assert not XRay.objects.exists() and not Patient.objects.exists()
     assert stored_files(private_media) == []
-    assert not AuditEvent.objects.exists()
+    [event] = AuditEvent.objects.all()
+    assert (event.action, event.patient, event.patient_mrn) == ("refuse", None, "NEW-1")
+    assert event.detail == f"the upload page: not_chest_xray: {REFUSAL_MESSAGE}"
 
 
 @pytest.mark.django_db

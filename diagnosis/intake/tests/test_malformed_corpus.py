@@ -39,7 +39,10 @@ def test_each_corpus_file_has_its_outcome(staff_client, patient, tiny_model, xra
         assert response.status_code == 200, case.why
         assert response.context["form"].errors["image"] == [case.refused]
         assert not XRay.objects.exists() and stored_files(private_media) == []
-        assert not AuditEvent.objects.exists()
+        # The refusal alone is in the audit trail: by whom, for which patient, and why.
+        [event] = AuditEvent.objects.all()
+        assert (event.action, event.object_type, event.object_id, event.patient) == ("refuse", "xray", 0, patient)
+        assert event.detail.startswith("the upload page: ") and case.refused[:100] in event.detail
         return
     assert response.status_code == 302, response.context and response.context["form"].errors
     xray = XRay.objects.get()

@@ -3,7 +3,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from PIL import Image
 
-from diagnosis.pages.forms import INVALID_IMAGE_MESSAGE
+from diagnosis.intake.content import INVALID_IMAGE_MESSAGE
 from diagnosis.records.models import AuditEvent, Patient, Prediction, XRay, XRayStatus
 from dispredo_core.findings import FINDINGS
 from dispredo_site.testing.helpers import stored_files
@@ -53,7 +53,7 @@ def test_it_creates_the_patient_in_the_same_step(staff_client, staff, tiny_model
     response = staff_client.post(
         UPLOAD,
         {
-            "new_mrn": " mrn-777 ",
+            "new_mrn": " mrn-777 ",  # kept as given, without the spaces around it
             "new_name": "Grace  Hopper",
             "new_sex": "F",
             "new_date_of_birth": "1906-12-09",
@@ -62,7 +62,7 @@ def test_it_creates_the_patient_in_the_same_step(staff_client, staff, tiny_model
     )
     assert response.status_code == 302
     patient = Patient.objects.get()
-    assert (patient.mrn, patient.name, str(patient.date_of_birth)) == ("MRN-777", "Grace Hopper", "1906-12-09")
+    assert (patient.mrn, patient.name, str(patient.date_of_birth)) == ("mrn-777", "Grace Hopper", "1906-12-09")
     assert patient.created_by == staff
     assert XRay.objects.get().patient == patient
     assert list(AuditEvent.objects.order_by("pk").values_list("action", "object_type")) == [
@@ -132,5 +132,28 @@ def test_the_upload_page_shows_a_placeholder_before_a_file_is_chosen(staff_clien
     html = response.content.decode()
     assert response.status_code == 200
     assert 'id="preview" src="/static/img/placeholder.svg"' in html
-    assert 'id="file-name" class="muted">No file chosen' in html
+    # The browser's file input says "No file chosen" itself: the page does not say it a second time.
+    assert "No file chosen" not in html and 'id="file-name" class="muted" aria-live="polite"></p>' in html
     assert response.context["form"].initial["patient"] == str(patient.pk)
+
+
+@pytest.mark.django_db
+def test_a_refusal_of_the_files_content_is_the_only_error_shown(staff_client, tiny_model, private_media):
+    name, content = INVALID_UPLOADS["text named .png"]
+    response = staff_client.post(UPLOAD, {"image": SimpleUploadedFile(name, content), "new_date_of_birth": "someday"})
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"image": [INVALID_IMAGE_MESSAGE]}
+    assert not Patient.objects.exists() and stored_files(private_media) == []
+
+
+@pytest.mark.django_db
+def test_with_a_readable_file_the_other_fields_errors_are_shown(staff_client, tiny_model, sample_images, private_media):
+    path = sample_images["px_64"]
+    response = staff_client.post(
+        UPLOAD,
+        {"image": SimpleUploadedFile(path.name, path.read_bytes()), "new_mrn": "X-1", "new_name": "A", "new_date_of_birth": "someday"},
+    )
+    assert response.status_code == 200
+    assert response.context["form"].errors == {"new_date_of_birth": ["Enter a valid date."]}
+    assert not Patient.objects.exists() and stored_files(private_media) == []
+    assert AuditEvent.objects.get().detail == "the upload page: invalid: Enter a valid date."

@@ -1,7 +1,5 @@
 """The DICOM listener as a PACS sees it: C-ECHO, C-STORE of real files over a local port, audit."""
 
-import socket
-
 import pydicom
 import pytest
 from django.contrib.auth import get_user_model
@@ -10,41 +8,20 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from diagnosis.interop.dicom_listener import CANNOT_UNDERSTAND, REFUSED, SUCCESS, start_listener
+from diagnosis.interop.dicom_listener import CANNOT_UNDERSTAND, REFUSED, SUCCESS
 from diagnosis.records.models import AuditEvent, Patient, XRay, XRayStatus
 from dispredo_core.dicom import BODY_PART_MESSAGE, MODALITY_MESSAGE
 from dispredo_site.testing.helpers import stored_files
+from dispredo_site.testing.pacs import running_listener, send
 
 STORED = ["siim_cr_mono2_jpeg.dcm", "nema_rg1_cr_chest_jpegls.dcm", "nih_dx_secondary_capture.dcm"]
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
 def listener(settings):
     settings.DISPREDO_DICOM_USER = "dicom-receiver"
-    port = free_port()
-    server = start_listener(bind="127.0.0.1", port=port, ae_title="DISPREDO", calling_ae_titles=["PACS"], block=False)
-    yield port
-    server.shutdown()
-
-
-def send(port, datasets, calling_ae="PACS"):
-    """C-STORE each dataset as a PACS would; returns the status of each (None if no association)."""
-    ae = AE(ae_title=calling_ae)
-    for dataset in datasets:
-        ae.add_requested_context(dataset.SOPClassUID, dataset.file_meta.TransferSyntaxUID)
-    assoc = ae.associate("127.0.0.1", port, ae_title="DISPREDO")
-    if not assoc.is_established:
-        return None
-    try:
-        return [assoc.send_c_store(dataset).Status for dataset in datasets]
-    finally:
-        assoc.release()
+    with running_listener() as port:
+        yield port
 
 
 @pytest.mark.django_db(transaction=True)
@@ -77,16 +54,23 @@ def test_a_pacs_stores_chest_xrays_and_other_objects_are_refused(listener, defau
     assert len(stored_files(private_media)) == len(chests)
     assert Patient.objects.filter(mrn="9RG1").exists()
 
-    events = AuditEvent.objects.filter(object_type="dicom").order_by("pk")
-    assert len(events) == len(chests) + len(others)
-    assert all(e.detail.startswith("from AE PACS; SOP Instance UID ") for e in events)
-    stored_events, refused_events = events[: len(chests)], events[len(chests) :]
-    assert [e.object_id for e in stored_events] == [x.pk for x in xrays]
-    assert all(e.patient is not None and "stored as X-ray" in e.detail for e in stored_events)
-    assert all(e.patient is None and e.object_id == 0 and "refused: " in e.detail for e in refused_events)
+    # The intake's events, as for an upload: the new patients, each X-ray with its door and AE, each refusal.
+    stored_events = AuditEvent.objects.filter(action="create", object_type="xray").order_by("pk")
+    assert [(e.object_id, e.username, e.detail) for e in stored_events] == [
+        (x.pk, "dicom-receiver", f"received through the DICOM listener: {x.sop_instance_uid}.dcm from AE PACS") for x in xrays
+    ]
+    assert all(x.source == "dicom" and x.calling_ae_title == "PACS" for x in xrays)
+    new_patients = AuditEvent.objects.filter(action="create", object_type="patient")
+    assert {e.patient for e in new_patients} == {x.patient for x in xrays}
+    assert all(e.detail == "registered from an X-ray received through the DICOM listener" for e in new_patients)
+    refused_events = list(AuditEvent.objects.filter(action="refuse").order_by("pk"))
+    assert len(refused_events) == len(others)
+    assert all(e.object_id == 0 and e.detail.startswith("the DICOM listener: ") for e in refused_events)
     assert BODY_PART_MESSAGE.format(body_part="HIP")[:60] in refused_events[0].detail
-    assert refused_events[0].patient_mrn == "10RG2"
+    assert refused_events[0].patient is None and refused_events[0].patient_mrn == "10RG2"
     assert MODALITY_MESSAGE.format(modality="CT")[:60] in refused_events[1].detail
+    assert "duplicate_sop_instance" in refused_events[3].detail and refused_events[3].patient is not None
+    assert "not_chest_xray" in refused_events[4].detail
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,6 +1,8 @@
+"""manage.py rescore: the intake's door for X-rays stored while no model was active, or whose scoring failed."""
+
 from django.core.management.base import BaseCommand, CommandError
 
-from diagnosis.intake.scoring import score_xray
+from diagnosis.intake.pipeline import score_again
 from diagnosis.lifecycle.models import ModelVersion
 from diagnosis.records.models import XRay, XRayStatus
 
@@ -24,7 +26,7 @@ class Command(BaseCommand):
             raise CommandError("No model version is active: train one (manage.py train --activate) or activate one in the admin.")
         counts = {XRayStatus.DONE: 0, XRayStatus.FAILED: 0, XRayStatus.PENDING: 0}
         for number, xray in enumerate(xrays.iterator(), start=1):
-            counts[score_xray(xray)] += 1
+            counts[score_again(xray, reason="manage.py rescore")] += 1
             if verbosity >= 2:
                 self.stdout.write(f"[{number}/{total}] X-ray {xray.pk}: {xray.status}")
         self.stdout.write(

@@ -8,7 +8,8 @@ from django.template.loader import render_to_string
 from django.test import RequestFactory
 from django.urls import reverse
 
-from diagnosis.pages.forms import INVALID_IMAGE_MESSAGE, UploadForm, WorklistFilterForm
+from diagnosis.intake.content import INVALID_IMAGE_MESSAGE
+from diagnosis.pages.forms import UploadForm, WorklistFilterForm
 from diagnosis.records.models import Patient
 from dispredo_site.testing.factories import make_xray
 

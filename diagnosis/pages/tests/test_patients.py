@@ -14,7 +14,7 @@ def test_it_registers_a_patient(staff_client, staff):
     )
     patient = Patient.objects.get()
     assert response.status_code == 302 and response["Location"] == patient.get_absolute_url()
-    assert (patient.mrn, patient.name, patient.sex, str(patient.date_of_birth)) == ("AB123", "Alan Turing", "M", "1912-06-23")
+    assert (patient.mrn, patient.name, patient.sex, str(patient.date_of_birth)) == ("ab123", "Alan Turing", "M", "1912-06-23")
     assert patient.created_by == staff
 
 
