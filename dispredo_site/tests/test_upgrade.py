@@ -229,7 +229,7 @@ def test_the_upgraded_readings_permissions_pages_api_and_model_work(upgraded):
     assert staff.post(reverse("diagnosis:upload"), {"patient": draft.patient_id, "image": upload}).status_code == 302
     new = XRay.objects.latest("pk")
     assert new.pk == max(row["id"] for row in rows(upgraded, "diagnosis_xray")) + 1
-    assert new.status == "done"
+    assert (new.status, new.source) == ("done", "page")
     assert set(new.predictions.values_list("model_version__name", flat=True)) == {"tiny-test-model-2"}
     assert ModelVersion.objects.get(is_active=True).name == "tiny-test-model-2"
 
