@@ -4,11 +4,11 @@
     .venv/bin/python -m bench.upload_memory --cases png16-7000 nih-1024 --json out.json
 
 For each case a fresh subprocess sets up Django (settings, apps, URLconf, as a web worker does),
-loads the shipped model (models/default, ONNX Runtime) and then handles one upload the way the
-upload page does: the form's file field validates the bytes (``XRayFileField.clean``: content
-check, decode), then the model's pixels, the input guard and the 14 predictions. It reports the
-process's resident memory (VmRSS) and its peak (VmHWM) before the upload and after it, and the
-outcome (scored, refused by the guard, or the form's refusal message).
+loads the shipped model (models/default, ONNX Runtime) and then handles one upload the way every
+door's intake does: its first check reads the file's content (``diagnosis.intake.content.read_content``:
+size, header limits, decode), then the model's pixels, the input guard and the 14 predictions. It
+reports the process's resident memory (VmRSS) and its peak (VmHWM) before the upload and after it,
+and the outcome (scored, refused by the guard, or the intake's refusal message).
 
 Cases (files are generated in a temporary folder, never in the repository):
 
@@ -147,11 +147,10 @@ def probe(args):
     import django
 
     django.setup()
-    from django.core.exceptions import ValidationError
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     import dispredo_site.urls  # noqa: F401  (what a web worker imports)
-    from diagnosis.pages.forms import XRayFileField
+    from diagnosis.intake.content import read_content
     from dispredo_core.predictor import Predictor
 
     predictor = Predictor(args.artefact)
@@ -159,11 +158,11 @@ def probe(args):
     data = path.read_bytes()
     result["file_kb"] = round(len(data) / 1024, 1)
     result["before"] = memory_mb()
-    try:
-        _, image, _ = XRayFileField().clean(SimpleUploadedFile(path.name, data))
-    except ValidationError as exc:
-        result["outcome"] = "refused: " + " ".join(exc.messages)
+    content = read_content(SimpleUploadedFile(path.name, data))
+    if content.refusal is not None:
+        result["outcome"] = "refused: " + content.refusal.message
     else:
+        image = content.image
         result["size"] = f"{image.width} x {image.height}"
         pixels = predictor.pixels(image)
         accepted = predictor.accepts(pixels)
