@@ -1,11 +1,11 @@
 """Full-scale figures: preprocess and balance on a synthetic full-size NIH layout.
 
-    .venv/bin/python bench/full_scale.py --layout DIR                   # 112,120 images
-    .venv/bin/python bench/full_scale.py --layout DIR --limit 11212     # a 10 % subset first
-    .venv/bin/python bench/full_scale.py --layout DIR --balance-findings Atelectasis Hernia
-    .venv/bin/python bench/full_scale.py --preprocessed OUT --balance-findings Hernia   # balance only
+    .venv/bin/python -m bench.full_scale --layout DIR                   # 112,120 images
+    .venv/bin/python -m bench.full_scale --layout DIR --limit 11212     # a 10 % subset first
+    .venv/bin/python -m bench.full_scale --layout DIR --balance-findings Atelectasis Hernia
+    .venv/bin/python -m bench.full_scale --preprocessed OUT --balance-findings Hernia   # balance only
 
-1. Builds the layout in DIR with ``bench/nih_full_layout.py`` (hard links to the NIH sample's
+1. Builds the layout in DIR with ``bench.nih_full_layout`` (hard links to the NIH sample's
    1024 px originals, so about as costly to decode as the real download; seconds; nothing
    changes when it is already there). The sample's images are read once first: every figure is
    with a warm page cache (the real 45 GB download may be read from disk at a lower speed).
@@ -37,9 +37,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, REPO, BenchError, django_env, machine, machine_line, nih_sample, table  # noqa: E402
-from nih_full_layout import build_layout  # noqa: E402
+from bench._common import PYTHON, REPO, BenchError, django_env, machine, machine_line, nih_sample, table
+from bench.nih_full_layout import build_layout
 
 MB = 1024 * 1024
 
@@ -184,7 +183,7 @@ def run_command(command, env, interval, on_line=None):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.full_scale", description=__doc__.splitlines()[0])
     parser.add_argument("--layout", type=Path, default=None, help="the synthetic NIH layout (built if missing)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images (e.g. 11212 for 10 %%)")
     parser.add_argument("--images", choices=("originals", "all"), default="originals", help="sample images linked")

@@ -1,8 +1,8 @@
 """Input guard benchmark: its time per image and how often it refuses what it should and should not.
 
-    .venv/bin/python bench/guard.py                      # the shipped models/default/guard.npz
-    .venv/bin/python bench/guard.py --guard PATH.npz     # any guard file
-    .venv/bin/python bench/guard.py --json out.json      # also write the figures
+    .venv/bin/python -m bench.guard                      # the shipped models/default/guard.npz
+    .venv/bin/python -m bench.guard --guard PATH.npz     # any guard file
+    .venv/bin/python -m bench.guard --json out.json      # also write the figures
 
 Figures, for the guard as the web process runs it (``dispredo_core.guard.InputGuard``, NumPy only):
 
@@ -27,11 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, BenchError, machine, machine_line, nih_sample, summary_ms, table  # noqa: E402
-
-sys.path.insert(0, str(REPO))
-from dispredo_core.serving import GUARD_FILE, PATIENTS_FILE  # noqa: E402
+from bench._common import REPO, BenchError, machine, machine_line, nih_sample, summary_ms, table
+from dispredo_core.serving import GUARD_FILE, PATIENTS_FILE
 
 GOAL_UNSEEN_REFUSED = 0.02
 GOAL_CORPUS_REFUSED = 0.95
@@ -40,7 +37,7 @@ GOAL_MEDIAN_MS = 1.0
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="bench/guard.py",
+        prog="python -m bench.guard",
         description="Time per image of the input guard and its refusal rates on unseen NIH X-rays "
         "and on images that are not chest X-rays. Prints a table; --json writes the figures.",
     )
@@ -63,7 +60,6 @@ def measure(args):
     import numpy as np
     from PIL import Image
 
-    sys.path.insert(0, str(REPO))
     from dispredo_core.guard import InputGuard
     from dispredo_core.imaging import to_model_pixels
     from dispredo_site.testing.nih_unseen import unseen_images
@@ -200,6 +196,6 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except BenchError as exc:
-        sys.exit(f"bench/guard.py: {exc}")
+        sys.exit(f"bench.guard: {exc}")
     except KeyboardInterrupt:
-        sys.exit("bench/guard.py: interrupted")
+        sys.exit("bench.guard: interrupted")

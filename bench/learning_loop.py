@@ -1,6 +1,6 @@
 """Simulation of the learning loop on the NIH sample: does a clinic's signed-off readings help the model?
 
-    .venv/bin/python bench/learning_loop.py [--size 64] [--epochs 30] [--clinic-share 0.5] [--seed 0]
+    .venv/bin/python -m bench.learning_loop [--size 64] [--epochs 30] [--clinic-share 0.5] [--seed 0]
                                             [--work DIR] [--data-dir NIH]
 
 1. The sample's patients are split once by patient (seed): test patients, and train-val patients.
@@ -24,23 +24,18 @@ import argparse
 import csv
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "bench"))
-
-from _common import machine, machine_line, nih_sample  # noqa: E402
+from bench._common import machine, machine_line, nih_sample
 
 READER = "simulated-reader"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.learning_loop", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="NIH folder (default: the sample).")
     parser.add_argument("--size", type=int, default=64, help="Input size in pixels (default 64, the shipped model's).")
     parser.add_argument("--epochs", type=int, default=30)

@@ -1,8 +1,8 @@
 """A synthetic full-size NIH ChestX-ray14 layout made of hard links to the NIH sample's images.
 
-    .venv/bin/python bench/nih_full_layout.py DIR                    # every row of the label file
-    .venv/bin/python bench/nih_full_layout.py DIR --limit 11212      # the first 11,212 rows only
-    .venv/bin/python bench/nih_full_layout.py DIR --images all       # link to every sample image
+    .venv/bin/python -m bench.nih_full_layout DIR                    # every row of the label file
+    .venv/bin/python -m bench.nih_full_layout DIR --limit 11212      # the first 11,212 rows only
+    .venv/bin/python -m bench.nih_full_layout DIR --images all       # link to every sample image
 
 Every row of the sample's ``Data_Entry_2017.csv`` (it lists all 112,120 images of the full
 dataset) gets a file in ``DIR/images_001/images`` ... ``images_012/images``, as the NIH download
@@ -35,8 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import BenchError, nih_sample, png_size  # noqa: E402
+from bench._common import BenchError, nih_sample, png_size
 
 LABEL_FILE = "Data_Entry_2017.csv"
 TRAIN_VAL_LIST = "train_val_list.txt"
@@ -191,7 +190,7 @@ def _link(source, target):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.nih_full_layout", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path, help="where to build the layout (on the sample's filesystem)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N rows, in Image Index order")
     parser.add_argument("--images", choices=("originals", "all"), default="originals", help="sample images to link to")

@@ -1,6 +1,6 @@
 """Benchmark of ``manage.py preprocess`` on the NIH sample (or any NIH folder).
 
-    .venv/bin/python bench/preprocess.py [--data-dir DIR] [--size 100] [--workers 1 2 ...]
+    .venv/bin/python -m bench.preprocess [--data-dir DIR] [--size 100] [--workers 1 2 ...]
 
 Prints, for 1 worker and for every available core, each run in a fresh process: wall time and
 images per second end to end (label file, split, conversion, chart); images per second of the
@@ -16,14 +16,13 @@ import argparse
 import multiprocessing
 import os
 import resource
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from bench._common import REPO
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "dispredo_site.settings")
 
 SAMPLE = Path(os.environ.get("DISPREDO_NIH_SAMPLE") or REPO.parent / "shared" / "data" / "nih-sample")
@@ -110,7 +109,7 @@ def best_of(repeat, function):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.preprocess", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=SAMPLE)
     parser.add_argument("--size", type=int, default=100)
     parser.add_argument("--workers", type=int, nargs="*", default=None, help="worker counts (default 1 and all cores)")
@@ -129,8 +128,8 @@ def main():
     cores = available_cpus()
     worker_counts = args.workers or sorted({1, cores})
     paths = nih.find_images(args.data_dir)
-    for path in paths.values():  # warm the page cache
-        path.read_bytes()
+    for path in paths.values():  # warm the page cache (find_images gives str paths)
+        Path(path).read_bytes()
     label_file = nih.find_label_file(args.data_dir)
     csv_seconds = best_of(1, lambda: nih.read_label_file(label_file))
 

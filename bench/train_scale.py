@@ -1,6 +1,6 @@
 """Benchmark: training memory and speed at the size of the full NIH dataset.
 
-    .venv/bin/python bench/train_scale.py [--counts 11212 112120] [--size 128] [--steps 40]
+    .venv/bin/python -m bench.train_scale [--counts 11212 112120] [--size 128] [--steps 40]
                                           [--epochs 2] [--batch-size 32] [--folds 1] [--work DIR]
 
 For each image count it writes synthetic preprocessed data in ``mltrain.dataset``'s format (uint8
@@ -29,9 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _common import PYTHON, REPO, django_env, machine, machine_line, table  # noqa: E402
+from bench._common import PYTHON, REPO, django_env, machine, machine_line, table
 
 SHARES = {"train": 0.7, "val": 0.1, "test": 0.2}
 CHUNK = 4096  # images generated and written at a time
@@ -41,7 +39,6 @@ def write_dataset(directory, count, size, seed=0):
     """Synthetic preprocessed data of ``count`` images of ``size`` px in ``directory``; returns the manifest."""
     import numpy as np
 
-    sys.path.insert(0, str(REPO))
     from dispredo_core.findings import FINDINGS
 
     directory = Path(directory)
@@ -177,7 +174,7 @@ def run_one(data_dir, work, args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.train_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", type=int, nargs="+", default=[11212, 112120], help="Images in each synthetic dataset.")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=40, help="Batches per epoch (the cap).")

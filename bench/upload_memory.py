@@ -1,14 +1,14 @@
 """Upload memory benchmark: the peak resident memory of a worker-like process for one upload.
 
-    .venv/bin/python bench/upload_memory.py
-    .venv/bin/python bench/upload_memory.py --cases png16-7000 nih-1024 --json out.json
+    .venv/bin/python -m bench.upload_memory
+    .venv/bin/python -m bench.upload_memory --cases png16-7000 nih-1024 --json out.json
 
 For each case a fresh subprocess sets up Django (settings, apps, URLconf, as a web worker does),
-loads the shipped model (models/default, ONNX Runtime) and then handles one upload the way the
-upload page does: the form's file field validates the bytes (``XRayFileField.clean``: content
-check, decode), then the model's pixels, the input guard and the 14 predictions. It reports the
-process's resident memory (VmRSS) and its peak (VmHWM) before the upload and after it, and the
-outcome (scored, refused by the guard, or the form's refusal message).
+loads the shipped model (models/default, ONNX Runtime) and then handles one upload the way every
+door's intake does: its first check reads the file's content (``diagnosis.intake.content.read_content``:
+size, header limits, decode), then the model's pixels, the input guard and the 14 predictions. It
+reports the process's resident memory (VmRSS) and its peak (VmHWM) before the upload and after it,
+and the outcome (scored, refused by the guard, or the intake's refusal message).
 
 Cases (files are generated in a temporary folder, never in the repository):
 
@@ -36,8 +36,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PYTHON, REPO, BenchError, django_env, machine, machine_line, memory_mb, nih_sample, table  # noqa: E402
+from bench._common import PYTHON, REPO, BenchError, django_env, machine, machine_line, memory_mb, nih_sample, table
 
 GOAL_PEAK_MB = 300.0
 CASES = ("png16-7000", "png16-5000", "png16-3000", "dicom16-3000", "dicom16-4300", "jpeg-phone", "nih-1024")
@@ -46,7 +45,7 @@ NIH_ORIGINAL = "images_002/images/00001369_000.png"
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="bench/upload_memory.py",
+        prog="python -m bench.upload_memory",
         description="Peak resident memory of a fresh worker-like process validating and scoring one upload.",
     )
     parser.add_argument("--cases", nargs="+", choices=CASES, default=list(CASES), help="cases to run (default all)")
@@ -148,11 +147,10 @@ def probe(args):
     import django
 
     django.setup()
-    from django.core.exceptions import ValidationError
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     import dispredo_site.urls  # noqa: F401  (what a web worker imports)
-    from diagnosis.pages.forms import XRayFileField
+    from diagnosis.intake.content import read_content
     from dispredo_core.predictor import Predictor
 
     predictor = Predictor(args.artefact)
@@ -160,11 +158,11 @@ def probe(args):
     data = path.read_bytes()
     result["file_kb"] = round(len(data) / 1024, 1)
     result["before"] = memory_mb()
-    try:
-        _, image, _ = XRayFileField().clean(SimpleUploadedFile(path.name, data))
-    except ValidationError as exc:
-        result["outcome"] = "refused: " + " ".join(exc.messages)
+    content = read_content(SimpleUploadedFile(path.name, data))
+    if content.refusal is not None:
+        result["outcome"] = "refused: " + content.refusal.message
     else:
+        image = content.image
         result["size"] = f"{image.width} x {image.height}"
         pixels = predictor.pixels(image)
         accepted = predictor.accepts(pixels)
@@ -176,7 +174,7 @@ def probe(args):
 
 def run_probe(path, args, data_dir):
     env = django_env(data_dir, DISPREDO_SECRET_KEY=secrets.token_urlsafe(32))
-    command = [PYTHON, str(Path(__file__).resolve()), "--probe", str(path), "--artefact", args.artefact]
+    command = [PYTHON, "-m", "bench.upload_memory", "--probe", str(path), "--artefact", args.artefact]
     done = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     for line in done.stdout.splitlines():
         if line.startswith("PROBE-RESULT "):
@@ -220,7 +218,7 @@ def main(argv=None):
                 print(f"{case}: generating the file and measuring a fresh process...", flush=True)
                 figures[case] = run_probe(make_input(case, folder), args, Path(folder) / "data")
     except BenchError as exc:
-        print(f"bench/upload_memory.py: {exc}", file=sys.stderr)
+        print(f"bench.upload_memory: {exc}", file=sys.stderr)
         return 1
     print()
     print(report(figures, info))

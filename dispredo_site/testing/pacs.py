@@ -1,16 +1,11 @@
 """A PACS for the tests: the DICOM listener started on a free loopback port, and C-STORE as a
 PACS sends it (pynetdicom as the SCU)."""
 
-import socket
 from contextlib import contextmanager
 
 from pynetdicom import AE
 
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from dispredo_site.testing.ports import on_free_port
 
 
 @contextmanager
@@ -18,8 +13,11 @@ def running_listener(calling_ae_titles=("PACS",)):
     """The DICOM listener (AE title DISPREDO) in this process's threads; yields its port."""
     from diagnosis.interop.dicom_listener import start_listener
 
-    port = free_port()
-    server = start_listener(bind="127.0.0.1", port=port, ae_title="DISPREDO", calling_ae_titles=list(calling_ae_titles), block=False)
+    port, server = on_free_port(  # another try if the port is taken before the listener binds it
+        lambda port: start_listener(
+            bind="127.0.0.1", port=port, ae_title="DISPREDO", calling_ae_titles=list(calling_ae_titles), block=False
+        )
+    )
     try:
         yield port
     finally:

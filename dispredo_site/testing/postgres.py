@@ -9,7 +9,9 @@ server and removes the folder. bin/test uses the command line, which a person ca
     python -m dispredo_site.testing.postgres stop /tmp/pg
     python -m dispredo_site.testing.postgres check            # why it cannot run here, or nothing
 
-The cluster trades durability for speed (fsync off): it holds nothing worth keeping.
+The cluster trades durability for speed (fsync off): it holds nothing worth keeping. A benchmark
+that measures writes starts it with ``start(folder, durable=True)`` instead, which keeps
+PostgreSQL's own defaults (fsync, synchronous commit, full page writes), as a clinic's server runs.
 """
 
 import argparse
@@ -18,10 +20,11 @@ import os
 import pwd
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from dispredo_site.testing.ports import HOST, on_free_port
 
 USER = "dispredo"
 DATABASE = "dispredo"
@@ -32,11 +35,12 @@ SETTINGS = """
 listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = ''
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 max_connections = 200
 """
+FAST = """fsync = off
+synchronous_commit = off
+full_page_writes = off
+"""  # not written for start(durable=True)
 
 
 class Unavailable(Exception):
@@ -71,10 +75,12 @@ def check():
     _run_as()
 
 
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def server_version():
+    """The server programs' version, as ``postgres --version`` gives it: "PostgreSQL 15.14 (Debian ...)"."""
+    result = subprocess.run([str(bin_dir() / "postgres"), "--version"], capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        raise RuntimeError(f"postgres --version failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout.strip().replace("postgres (PostgreSQL)", "PostgreSQL")
 
 
 def _pg(folder, *args, timeout=120, password=None):
@@ -105,9 +111,10 @@ def _check_reachable(folder, uid):
             )
 
 
-def start(folder, port=None):
+def start(folder, port=None, durable=False):
     """Initialise and start a cluster in ``folder`` (created, must not exist yet or be empty);
-    returns its DATABASE_URL. On failure the folder is removed again."""
+    returns its DATABASE_URL. On failure the folder is removed again. ``durable`` keeps fsync,
+    synchronous commit and full page writes on (slower; what a benchmark of writes needs)."""
     folder = Path(folder).resolve()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     if any(folder.iterdir()):
@@ -129,7 +136,7 @@ def start(folder, port=None):
         _pg(folder, "initdb", "-D", str(data), "-U", USER, "--auth=scram-sha-256", f"--pwfile={pwfile}",
             "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
         pwfile.unlink()
-        port = _start_server(folder, data, port)
+        port = _start_server(folder, data, port, durable=durable)
         _pg(folder, "createdb", "-h", "127.0.0.1", "-p", str(port), "-U", USER, DATABASE, password=password)
         return f"postgres://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
     except BaseException:
@@ -137,20 +144,23 @@ def start(folder, port=None):
         raise
 
 
-def _start_server(folder, data, port=None, tries=3):
+def _start_server(folder, data, port=None, tries=3, durable=False):
     """Start the server on ``port``, else on a free port (another, if one is taken meanwhile)."""
-    for attempt in range(1 if port else tries):
-        chosen = port or free_port()
+
+    def attempt(chosen):
         with open(data / "postgresql.conf", "a") as conf:  # a later line wins over an earlier one
-            conf.write(SETTINGS.format(port=chosen))
+            conf.write(SETTINGS.format(port=chosen) + ("" if durable else FAST))
         (folder / "port").write_text(str(chosen))
         try:
             _pg(folder, "pg_ctl", "start", "-w", "-t", "60", "-D", str(data), "-l", str(folder / "server.log"))
-            return chosen
         except RuntimeError as error:
             log = (folder / "server.log").read_text(errors="replace")[-2000:]
-            failure = RuntimeError(f"{error}\nserver.log:\n{log}")
-    raise failure
+            raise RuntimeError(f"{error}\nserver.log:\n{log}") from None
+        return chosen
+
+    if port:
+        return attempt(port)
+    return on_free_port(attempt, tries=tries, retry_on=(RuntimeError,), host=HOST)[0]
 
 
 def stop(folder):

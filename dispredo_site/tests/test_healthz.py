@@ -1,7 +1,6 @@
 """/healthz for a load balancer: 200 when the database answers, the active model loads and the media
 storage takes a write; 503 with a short reason per failed check otherwise. No sign-in, no session."""
 
-import socket
 from contextlib import contextmanager
 
 import pytest
@@ -13,15 +12,10 @@ from django.urls import reverse
 from diagnosis.lifecycle.models import ModelVersion
 from dispredo_site.observability import health
 from dispredo_site.testing.helpers import stored_files
+from dispredo_site.testing.ports import free_port
 
 HEALTHZ = "/healthz"
 ALL_OK = {"database": "ok", "model": "ok", "media": "ok"}
-
-
-def closed_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -36,7 +30,7 @@ def unreachable_database(tmp_path):
         gone.rmdir()
         settings_dict.update(NAME=str(gone / "dispredo.sqlite3"), OPTIONS={})
     else:
-        settings_dict.update(HOST="127.0.0.1", PORT=str(closed_port()))
+        settings_dict.update(HOST="127.0.0.1", PORT=str(free_port()))
     dead = load_backend(settings_dict["ENGINE"]).DatabaseWrapper(settings_dict, "default")
     connections["default"] = dead
     try:

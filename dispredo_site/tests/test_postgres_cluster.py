@@ -30,6 +30,7 @@ def test_a_started_cluster_answers_on_loopback_and_stop_removes_it(cluster_folde
     with psycopg.connect(url) as connection:
         assert connection.execute("SELECT 1 + 1").fetchone() == (2,)
         assert connection.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
+        assert connection.execute("SHOW fsync").fetchone() == ("off",)  # the suite's cluster trades durability
     wrong = url.replace(url.split(":")[2].split("@")[0], "not-the-password")
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         psycopg.connect(wrong)
@@ -39,6 +40,19 @@ def test_a_started_cluster_answers_on_loopback_and_stop_removes_it(cluster_folde
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
         pass
     postgres.stop(cluster_folder)  # a second stop is harmless
+
+
+def test_a_durable_cluster_keeps_postgresqls_durability_and_reports_its_version(cluster_folder):
+    url = postgres.start(cluster_folder, durable=True)
+    with psycopg.connect(url) as connection:
+        settings = {
+            name: connection.execute(f"SHOW {name}").fetchone()[0]
+            for name in ("fsync", "synchronous_commit", "full_page_writes", "listen_addresses")
+        }
+        server = connection.execute("SHOW server_version").fetchone()[0]
+    assert settings == {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on", "listen_addresses": "127.0.0.1"}
+    version = postgres.server_version()
+    assert version.startswith(f"PostgreSQL {server.split()[0]}"), (version, server)
 
 
 def test_stop_refuses_a_folder_it_did_not_start(tmp_path):

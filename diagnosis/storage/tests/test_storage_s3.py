@@ -5,8 +5,6 @@ variables, read by dispredo_site.env.xray_storage). Skipped, with the reason, wh
 installed; deselect with ``-k "not s3"``.
 """
 
-import socket
-
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -19,6 +17,7 @@ from diagnosis.storage.xrays import NO_PUBLIC_URL
 from dispredo_core.findings import FINDINGS
 from dispredo_site.env import xray_storage
 from dispredo_site.testing.helpers import stored_files, upload_file
+from dispredo_site.testing.ports import free_port
 from dispredo_site.testing.tiny_model import build_tiny_artefact
 
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed: no S3 server to test against")
@@ -142,12 +141,6 @@ def test_rescore_reads_a_pending_xray_from_the_bucket(staff_client, patient, sam
     assert xray.predictions.count() == len(FINDINGS)
 
 
-def _closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.django_db
 def test_an_unreachable_store_marks_the_xray_failed_with_the_reason(
     staff_client, patient, sample_images, bucket, settings, tmp_path
@@ -161,7 +154,7 @@ def test_an_unreachable_store_marks_the_xray_failed_with_the_reason(
     # The same store configuration at a port nobody listens on; one attempt, so the test is quick.
     options = {
         **settings.STORAGES["xrays"]["OPTIONS"],
-        "endpoint_url": f"http://127.0.0.1:{_closed_port()}",
+        "endpoint_url": f"http://127.0.0.1:{free_port()}",
         "client_config": Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
     }
     settings.STORAGES = {**settings.STORAGES, "xrays": {**settings.STORAGES["xrays"], "OPTIONS": options}}
