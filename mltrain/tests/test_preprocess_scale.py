@@ -1,7 +1,7 @@
 """What lets preprocess run at full scale: images written in place, a bounded number in flight,
-the official split on demand, and the synthetic full-size layout of bench/nih_full_layout.py."""
+the official split on demand, and the synthetic full-size layout of bench.nih_full_layout."""
 
-import importlib.util
+import importlib
 import os
 import shutil
 import threading
@@ -14,7 +14,7 @@ from PIL import Image
 
 from mltrain.preprocess import IN_FLIGHT_CHUNKS, MAX_CHUNKSIZE, PixelFile, PreprocessError, load_all, preprocess
 
-from mltrain.tests.nih_layout import HEADER, REPO, made_up_row, write_label_file
+from mltrain.tests.nih_layout import HEADER, made_up_row, write_label_file
 
 
 def test_a_pixel_file_takes_images_in_any_order(tmp_path):
@@ -78,16 +78,13 @@ def test_it_can_require_the_official_split(small_nih, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-# bench/nih_full_layout.py, on a made-up sample: a label file of 23 rows and 3 small images.
+# bench.nih_full_layout, on a made-up sample: a label file of 23 rows and 3 small images.
 
 
 @pytest.fixture(scope="module")
 def layout():
-    """The bench script as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("nih_full_layout", REPO / "bench" / "nih_full_layout.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The bench script's module (``python -m bench.nih_full_layout``)."""
+    return importlib.import_module("bench.nih_full_layout")
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Memory per upload is bounded: the size is decided from the header, before any pixel is decoded.
 
-The memory itself is measured by bench/upload_memory.py (a fresh process per upload); these tests
+The memory itself is measured by python -m bench.upload_memory (a fresh process per upload); these tests
 check the decisions and the messages, and that the images a clinic sends still go through.
 """
 
