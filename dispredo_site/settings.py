@@ -98,6 +98,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Nothing of the user's names in it: "nurse1234567" is refused for "nurse" (dispredo_site/passwords.py).
+    {"NAME": "dispredo_site.passwords.UserNamePartsValidator"},
 ]
 
 LOGIN_URL = "login"
