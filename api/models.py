@@ -1,7 +1,8 @@
 """API tokens: a user may hold several (one per connected system), each revocable on its own.
 
 Only the SHA-256 digest of a key is stored: the key is shown once, when it is created, so a copy
-of the database does not hand out working tokens.
+of the database does not hand out working tokens. A token expires DISPREDO_API_TOKEN_DAYS after it
+is created (the expiry is stored with it, so changing the setting leaves issued tokens as they are).
 """
 
 import hashlib
@@ -23,6 +24,15 @@ def digest(key):
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def expiry_from(moment):
+    """When a token created at ``moment`` expires."""
+    return moment + timedelta(days=settings.DISPREDO_API_TOKEN_DAYS)
+
+
+def default_expiry():
+    return expiry_from(timezone.now())
+
+
 class ApiToken(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
     name = models.CharField(max_length=100, help_text="What the token is for, e.g. the RIS that uses it.")
@@ -30,6 +40,7 @@ class ApiToken(models.Model):
     key_start = models.CharField("start of the key", max_length=SHOWN_CHARACTERS, editable=False)
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(default=default_expiry, editable=False, help_text="Refused from then on.")
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -42,13 +53,21 @@ class ApiToken(models.Model):
     def issue(cls, user, name):
         """A new token of ``user`` and its key; the key is not stored, so it is returned only here."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
-        token = cls.objects.create(user=user, name=name, key_digest=digest(key), key_start=key[:SHOWN_CHARACTERS])
+        now = timezone.now()
+        token = cls.objects.create(
+            user=user, name=name, key_digest=digest(key), key_start=key[:SHOWN_CHARACTERS],
+            created_at=now, expires_at=expiry_from(now),
+        )
         return token, key
 
     @classmethod
     def find(cls, key):
         """The token whose key is ``key``, with its user, or None."""
         return cls.objects.select_related("user").filter(key_digest=digest(key)).first()
+
+    @property
+    def has_expired(self):
+        return self.expires_at <= timezone.now()
 
     def mark_used(self):
         now = timezone.now()

@@ -256,6 +256,8 @@ DISPREDO_API_REQUEST_RATE = env_rate("DISPREDO_API_REQUEST_RATE", "120/min")
 DISPREDO_API_UPLOAD_RATE = env_rate("DISPREDO_API_UPLOAD_RATE", "20/min")
 # Token requests with a password, per address.
 DISPREDO_API_SIGN_IN_RATE = env_rate("DISPREDO_API_SIGN_IN_RATE", "10/min")
+# A new API token expires this many days after it is created (answered 401 from then on).
+DISPREDO_API_TOKEN_DAYS = env_int("DISPREDO_API_TOKEN_DAYS", 90, low=1, high=3650)
 # Rate counts live in the database, shared by every web worker of every server (a per-process memory
 # cache would let each worker allow the full rate, files under DATA_DIR each host). `manage.py setup`
 # creates the table (createcachetable).
