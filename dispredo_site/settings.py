@@ -224,22 +224,30 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# Sign-in lockout (django-axes): after DISPREDO_LOGIN_FAILURE_LIMIT failures for one user name, or
-# from one address, sign-in is refused (even with the right password) for DISPREDO_LOGIN_COOLOFF_MINUTES
-# after the last failure. Every failure is logged and kept (Admin > Axes).
+# Sign-in limits (django-axes, dispredo_site/lockout.py). Lockout: after DISPREDO_LOGIN_FAILURE_LIMIT
+# failures for one user name from one address, that pair is refused (even with the right password)
+# for DISPREDO_LOGIN_COOLOFF_MINUTES after its last failure. Throttle: an address with
+# DISPREDO_LOGIN_ADDRESS_FAILURE_LIMIT failures (any user names) in the last
+# DISPREDO_LOGIN_ADDRESS_WINDOW_MINUTES is refused until they age out. Every failure is logged and kept.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("DISPREDO_LOGIN_FAILURE_LIMIT", 5, low=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("DISPREDO_LOGIN_COOLOFF_MINUTES", 15, low=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+DISPREDO_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("DISPREDO_LOGIN_ADDRESS_FAILURE_LIMIT", 25, low=AXES_FAILURE_LIMIT)
+DISPREDO_LOGIN_ADDRESS_WINDOW = timedelta(minutes=env_int("DISPREDO_LOGIN_ADDRESS_WINDOW_MINUTES", 15, low=1))
+AXES_HANDLER = "dispredo_site.lockout.SignInLimitsHandler"
+# A refused attempt checks no password: it neither restarts the pause nor counts against the address.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "dispredo_site.security.lockout_response"
 # A successful sign-in does not clear the count: it would let one account clear its address's
 # failures, and so the failures against other accounts from there.
 AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "dispredo_site.security.client_address"
 AXES_CLIENT_STR_CALLABLE = "dispredo_site.security.client_description"
+# One row per failed sign-in: the address throttle counts these.
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 
 # Every line JSON on the console, with the request id where there is one (observability/logs.py).
