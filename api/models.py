@@ -10,7 +10,7 @@ import secrets
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models
+from django.db import connection, models
 from django.utils import timezone
 
 KEY_PREFIX = "dsp_"
@@ -74,3 +74,46 @@ class ApiToken(models.Model):
         if self.last_used_at is None or now - self.last_used_at >= LAST_USED_RESOLUTION:
             ApiToken.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
+
+
+class RateCount(models.Model):
+    """The requests one client made in the current window of one rate limit (api.throttles).
+
+    One row per limit and client, shared by every worker of every server. ``hit`` counts a request
+    in one statement (an upsert that returns the new count), so concurrent requests, in whatever
+    processes, each get their own number: of N requests at a limit of M, exactly M are allowed.
+    """
+
+    key = models.CharField(max_length=200, unique=True, help_text="The limit's scope and the client.")
+    window_end = models.BigIntegerField(db_index=True, help_text="When the window counted ends (Unix time).")
+    count = models.PositiveIntegerField()
+
+    class Meta:
+        verbose_name = "API rate count"
+
+    def __str__(self):
+        return f"{self.key}: {self.count}"
+
+    @classmethod
+    def hit(cls, key, duration, now):
+        """Counts a request of ``key`` at ``now`` (Unix time) in windows of ``duration`` seconds:
+        (its number in the window it is counted in, when that window ends)."""
+        window_end = (int(now) // duration + 1) * duration
+        table, quote = cls._meta.db_table, connection.ops.quote_name
+        t, k, end, count = quote(table), quote("key"), quote("window_end"), quote("count")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {t} ({k}, {end}, {count}) VALUES (%s, %s, 1) "
+                f"ON CONFLICT ({k}) DO UPDATE SET "
+                # The same window: one more. A later one: the first of it. (An earlier one, from a
+                # server whose clock is behind, counts in the stored window.)
+                f"{count} = CASE WHEN {t}.{end} >= excluded.{end} THEN {t}.{count} + 1 ELSE 1 END, "
+                f"{end} = CASE WHEN {t}.{end} >= excluded.{end} THEN {t}.{end} ELSE excluded.{end} END "
+                f"RETURNING {count}, {end}",
+                [key, window_end],
+            )
+            number, window_end = cursor.fetchone()
+            if number == 1:
+                # A window started: the rows of windows that have ended count for nothing, and go.
+                cursor.execute(f"DELETE FROM {t} WHERE {end} <= %s", [int(now)])
+        return number, window_end

@@ -266,17 +266,9 @@ DISPREDO_API_UPLOAD_RATE = env_rate("DISPREDO_API_UPLOAD_RATE", "20/min")
 DISPREDO_API_SIGN_IN_RATE = env_rate("DISPREDO_API_SIGN_IN_RATE", "10/min")
 # A new API token expires this many days after it is created (answered 401 from then on).
 DISPREDO_API_TOKEN_DAYS = env_int("DISPREDO_API_TOKEN_DAYS", 90, low=1, high=3650)
-# Rate counts live in the database, shared by every web worker of every server (a per-process memory
-# cache would let each worker allow the full rate, files under DATA_DIR each host). `manage.py setup`
-# creates the table (createcachetable).
-DISPREDO_API_THROTTLE_CACHE = "api_throttle"
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    DISPREDO_API_THROTTLE_CACHE: {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "dispredo_api_throttle",
-    },
-}
+# Rate counts are rows of a table (api.models.RateCount), shared by every web worker of every server
+# and counted atomically (a per-process memory cache would let each worker allow the full rate).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # The REST framework's and the OpenAPI schema's settings are the api app's own (api/conf.py).
 REST_FRAMEWORK, SPECTACULAR_SETTINGS = api_conf.REST_FRAMEWORK, api_conf.SPECTACULAR_SETTINGS
