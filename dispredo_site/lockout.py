@@ -11,7 +11,7 @@
   ages out, not a lock. It is counted from axes' failure log (AXES_ENABLE_ACCESS_FAILURE_LOG), one row
   per password that was checked and wrong; a refused attempt checks no password and is not counted.
 
-Both are answered 429 with Retry-After (``dispredo_site.security.lockout_response``) on every sign-in
+Both are answered 429 with Retry-After (``lockout_response``, AXES_LOCKOUT_CALLABLE) on every sign-in
 door: the sign-in page, the admin's, and an API token request with a password.
 """
 
@@ -23,7 +23,11 @@ from axes.helpers import get_client_username
 from axes.models import AccessAttempt, AccessFailureLog
 from django.conf import settings
 from django.db.models import Max
+from django.http import JsonResponse
+from django.shortcuts import render
 from django.utils import timezone
+
+from .security import client_description
 
 logger = logging.getLogger("axes")
 
@@ -100,8 +104,39 @@ class SignInLimitsHandler(AxesDatabaseHandler):
 
     @staticmethod
     def _who(request, credentials):
-        from .security import client_description
-
         return client_description(
             get_client_username(request, credentials), request.axes_ip_address, None, request.axes_path_info, request
         )
+
+
+API_LOCKOUT_MESSAGE = (
+    "Too many failed sign-ins for this account from this address: signing in to it from here is "
+    "paused, even with the right password. Try again in {minutes} minutes."
+)
+API_THROTTLE_MESSAGE = "Too many failed sign-ins from this address. Try again in {minutes} minutes."
+
+
+def lockout_response(request, original_response=None, credentials=None):
+    """The answer to a refused sign-in (429 Too Many Requests, with Retry-After): a page on the site
+    and in the admin; under /api/ (token creation) the API's JSON error, as its schema says.
+
+    Two causes: the (user name, address) pair is locked out, or the address is throttled; each
+    answer says which, and when to try again."""
+    throttled = hasattr(request, THROTTLE_ATTRIBUTE)
+    seconds = getattr(request, THROTTLE_ATTRIBUTE) if throttled else lockout_retry_after(request, credentials)
+    minutes = math.ceil(seconds / 60)
+    if request.path_info.startswith("/api/"):
+        message = API_THROTTLE_MESSAGE if throttled else API_LOCKOUT_MESSAGE
+        response = JsonResponse({"detail": message.format(minutes=minutes)}, status=429)
+    else:
+        context = {
+            "throttled": throttled,
+            "retry_minutes": minutes,
+            "failure_limit": settings.AXES_FAILURE_LIMIT,
+            "cooloff_minutes": int(settings.AXES_COOLOFF_TIME.total_seconds() // 60),
+            "address_limit": settings.DISPREDO_LOGIN_ADDRESS_FAILURE_LIMIT,
+            "address_window_minutes": int(settings.DISPREDO_LOGIN_ADDRESS_WINDOW.total_seconds() // 60),
+        }
+        response = render(request, "registration/locked_out.html", context, status=429)
+    response["Retry-After"] = str(seconds)
+    return response

@@ -241,7 +241,7 @@ DISPREDO_LOGIN_ADDRESS_WINDOW = timedelta(minutes=env_int("DISPREDO_LOGIN_ADDRES
 AXES_HANDLER = "dispredo_site.lockout.SignInLimitsHandler"
 # A refused attempt checks no password: it neither restarts the pause nor counts against the address.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "dispredo_site.security.lockout_response"
+AXES_LOCKOUT_CALLABLE = "dispredo_site.lockout.lockout_response"
 # A successful sign-in does not clear the count: it would let one account clear its address's
 # failures, and so the failures against other accounts from there.
 AXES_RESET_ON_SUCCESS = False

@@ -11,7 +11,7 @@ from django.db.models import F
 from django.test import Client
 from django.urls import reverse
 
-from dispredo_site.security import API_LOCKOUT_MESSAGE, API_THROTTLE_MESSAGE
+from dispredo_site.lockout import API_LOCKOUT_MESSAGE, API_THROTTLE_MESSAGE
 
 PASSWORD = "correct horse battery"
 NAT = "10.20.0.1"
