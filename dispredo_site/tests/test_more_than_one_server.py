@@ -30,6 +30,7 @@ import dispredo_site.settings as site
 site.DATABASES = {"default": json.loads(sys.argv[1])}
 import django
 django.setup()
+from django.core.management import call_command
 call_command("activate", version_name=sys.argv[2], force=True, verbosity=0)
 """
 
