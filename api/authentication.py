@@ -7,6 +7,7 @@ from .models import ApiToken
 
 KEYWORDS = (b"bearer", b"token")
 BAD_HEADER = "Invalid Authorization header: send 'Bearer <token>'."
+EXPIRED = "This token expired on {when:%Y-%m-%d %H:%M} UTC. Create a new one (POST /api/tokens/) and revoke this one."
 
 
 class ApiTokenAuthentication(BaseAuthentication):
@@ -23,6 +24,8 @@ class ApiTokenAuthentication(BaseAuthentication):
         token = ApiToken.find(key)
         if token is None or not token.user.is_active:
             raise AuthenticationFailed("Invalid or revoked token.")
+        if token.has_expired:
+            raise AuthenticationFailed(EXPIRED.format(when=token.expires_at), code="token_expired")
         token.mark_used()
         return token.user, token
 

@@ -154,8 +154,8 @@ class TokenSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "key_start", "user", "created_at", "last_used_at"]
-        read_only_fields = ["key_start", "created_at", "last_used_at"]
+        fields = ["id", "name", "key_start", "user", "created_at", "last_used_at", "expires_at"]
+        read_only_fields = ["key_start", "created_at", "last_used_at", "expires_at"]
 
 
 class NewTokenSerializer(TokenSerializer):

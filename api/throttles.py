@@ -1,18 +1,22 @@
 """Per-user rate limits, answered 429 with Retry-After. Rates come from settings (read per
-request, so a test or a restart with new environment values changes them)."""
+request, so a test or a restart with new environment values changes them).
+
+Counts are ``api.models.RateCount`` rows, counted in fixed windows (a rate of 120/min allows 120
+requests in each clock minute) by one atomic statement per request: every worker of every server
+shares them, and concurrent requests cannot both take the last place (the cache-based throttle of
+the REST framework reads a list, appends and writes it back, so two requests at once both got in).
+"""
+
+import math
 
 from django.conf import settings
-from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
+
+from .models import RateCount
 
 
 class _SettingsRateThrottle(SimpleRateThrottle):
     setting = None
-
-    @property
-    def cache(self):
-        # In the database: shared by every worker of every server (see DISPREDO_API_THROTTLE_CACHE in settings).
-        return caches[settings.DISPREDO_API_THROTTLE_CACHE]
 
     def get_rate(self):
         return getattr(settings, self.setting)
@@ -21,6 +25,20 @@ class _SettingsRateThrottle(SimpleRateThrottle):
         user = request.user
         ident = f"user-{user.pk}" if user and user.is_authenticated else f"address-{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        key = self.get_cache_key(request, view)
+        if key is None:
+            return True
+        self.now = self.timer()
+        number, self.window_end = RateCount.hit(key, self.duration, self.now)
+        return number <= self.num_requests
+
+    def wait(self):
+        """Seconds until the window ends and the count starts again."""
+        return max(math.ceil(self.window_end - self.now), 1)
 
 
 class RequestThrottle(_SettingsRateThrottle):

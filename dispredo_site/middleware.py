@@ -1,11 +1,15 @@
 """Request and response checks that apply to every page: body size, anonymous posts, idle
 sessions and caching of patient data."""
 
+from csp.utils import build_policy
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpResponse
+from django.http import JsonResponse
+from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
+
+from diagnosis.intake.content import TOO_LARGE_MESSAGE
 
 # Room for the upload form's other fields and the multipart framing around the file.
 FORM_MARGIN_BYTES = 1024 * 1024
@@ -22,8 +26,22 @@ def declared_length(request):
         return 0
 
 
-def too_large(message):
-    response = HttpResponse(f"The request is too large: {message}\n", status=413, content_type="text/plain; charset=utf-8")
+SIGN_IN_TOO_LARGE_MESSAGE = "A sign-in form is never this large."
+
+
+def too_large(request, message, back=("diagnosis:upload", "Back to the upload page")):
+    """The 413 answer: the API's JSON error under /api/, else a page with ``message`` as the form
+    would show it and a link ``back`` (URL name, text).
+
+    Answered before the middleware that adds the security headers runs, so it sets them itself."""
+    if request.path_info.startswith("/api/"):
+        response = JsonResponse({"detail": message}, status=413)
+    else:
+        context = {"message": message, "back_url": reverse(back[0]), "back_label": back[1]}
+        response = render(request, "413.html", context, status=413)
+        response["Content-Security-Policy"] = build_policy()
+        response["X-Frame-Options"] = settings.X_FRAME_OPTIONS
+    response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "no-store"
     return response
 
@@ -32,7 +50,8 @@ class BodySizeLimitMiddleware:
     """Answers 413 to a request that declares more than the largest upload, before anything reads it.
 
     Django checks DISPREDO_MAX_UPLOAD_BYTES only once the upload has been received and spooled; this
-    refuses it from the headers alone. First in MIDDLEWARE.
+    refuses it from the headers alone, with the upload form's message (a page in the browser, the
+    JSON error in the API). First in MIDDLEWARE.
     """
 
     def __init__(self, get_response):
@@ -40,8 +59,8 @@ class BodySizeLimitMiddleware:
 
     def __call__(self, request):
         if declared_length(request) > settings.DISPREDO_MAX_UPLOAD_BYTES + FORM_MARGIN_BYTES:
-            megabytes = settings.DISPREDO_MAX_UPLOAD_BYTES // (1024 * 1024)
-            return too_large(f"an X-ray may be at most {megabytes} MB.")
+            # The upload form's own message for a file over the limit.
+            return too_large(request, TOO_LARGE_MESSAGE.format(limit=settings.DISPREDO_MAX_UPLOAD_BYTES // (1024 * 1024)))
         return self.get_response(request)
 
 
@@ -67,7 +86,7 @@ class AnonymousBodyMiddleware:
             return self.get_response(request)
         if request.path in {reverse(name) for name in settings.DISPREDO_ANONYMOUS_POST_URLS}:
             if declared_length(request) > ANONYMOUS_MAX_BYTES:
-                return too_large("a sign-in form is never this large.")
+                return too_large(request, SIGN_IN_TOO_LARGE_MESSAGE, back=("login", "Back to sign in"))
             return self.get_response(request)
         return redirect_to_login(request.get_full_path())
 

@@ -5,8 +5,6 @@ import stat
 from pathlib import Path
 
 from django.conf import settings
-from django.http import JsonResponse
-from django.shortcuts import render
 
 
 def client_address(request):
@@ -28,24 +26,6 @@ def client_description(username, ip_address, user_agent, path_info, request):
     if isinstance(path_info, (tuple, list)):
         path_info = path_info[0]
     return f"user {username!r} from {ip_address} ({path_info})"
-
-
-API_LOCKOUT_MESSAGE = (
-    "Too many failed sign-ins for this account or from this address: signing in is paused for "
-    "{minutes} minutes, even with the right password."
-)
-
-
-def lockout_response(request, original_response=None, credentials=None):
-    """The answer to a locked-out sign-in (429 Too Many Requests): a page on the site and in the
-    admin; under /api/ (token creation) the API's JSON error with Retry-After, as its schema says."""
-    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
-    if request.path_info.startswith("/api/"):
-        response = JsonResponse({"detail": API_LOCKOUT_MESSAGE.format(minutes=minutes)}, status=429)
-        response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
-        return response
-    context = {"cooloff_minutes": minutes, "failure_limit": settings.AXES_FAILURE_LIMIT}
-    return render(request, "registration/locked_out.html", context, status=429)
 
 
 def make_private_folder(path):

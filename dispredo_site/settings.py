@@ -98,6 +98,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    # Nothing of the user's names in it: "nurse1234567" is refused for "nurse" (dispredo_site/passwords.py).
+    {"NAME": "dispredo_site.passwords.UserNamePartsValidator"},
 ]
 
 LOGIN_URL = "login"
@@ -222,22 +224,30 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# Sign-in lockout (django-axes): after DISPREDO_LOGIN_FAILURE_LIMIT failures for one user name, or
-# from one address, sign-in is refused (even with the right password) for DISPREDO_LOGIN_COOLOFF_MINUTES
-# after the last failure. Every failure is logged and kept (Admin > Axes).
+# Sign-in limits (django-axes, dispredo_site/lockout.py). Lockout: after DISPREDO_LOGIN_FAILURE_LIMIT
+# failures for one user name from one address, that pair is refused (even with the right password)
+# for DISPREDO_LOGIN_COOLOFF_MINUTES after its last failure. Throttle: an address with
+# DISPREDO_LOGIN_ADDRESS_FAILURE_LIMIT failures (any user names) in the last
+# DISPREDO_LOGIN_ADDRESS_WINDOW_MINUTES is refused until they age out. Every failure is logged and kept.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("DISPREDO_LOGIN_FAILURE_LIMIT", 5, low=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("DISPREDO_LOGIN_COOLOFF_MINUTES", 15, low=1))
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_LOCKOUT_CALLABLE = "dispredo_site.security.lockout_response"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+DISPREDO_LOGIN_ADDRESS_FAILURE_LIMIT = env_int("DISPREDO_LOGIN_ADDRESS_FAILURE_LIMIT", 25, low=AXES_FAILURE_LIMIT)
+DISPREDO_LOGIN_ADDRESS_WINDOW = timedelta(minutes=env_int("DISPREDO_LOGIN_ADDRESS_WINDOW_MINUTES", 15, low=1))
+AXES_HANDLER = "dispredo_site.lockout.SignInLimitsHandler"
+# A refused attempt checks no password: it neither restarts the pause nor counts against the address.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "dispredo_site.lockout.lockout_response"
 # A successful sign-in does not clear the count: it would let one account clear its address's
 # failures, and so the failures against other accounts from there.
 AXES_RESET_ON_SUCCESS = False
 AXES_CLIENT_IP_CALLABLE = "dispredo_site.security.client_address"
 AXES_CLIENT_STR_CALLABLE = "dispredo_site.security.client_description"
+# One row per failed sign-in: the address throttle counts these.
 AXES_ENABLE_ACCESS_FAILURE_LOG = True
 
 # Every line JSON on the console, with the request id where there is one (observability/logs.py).
@@ -254,17 +264,11 @@ DISPREDO_API_REQUEST_RATE = env_rate("DISPREDO_API_REQUEST_RATE", "120/min")
 DISPREDO_API_UPLOAD_RATE = env_rate("DISPREDO_API_UPLOAD_RATE", "20/min")
 # Token requests with a password, per address.
 DISPREDO_API_SIGN_IN_RATE = env_rate("DISPREDO_API_SIGN_IN_RATE", "10/min")
-# Rate counts live in the database, shared by every web worker of every server (a per-process memory
-# cache would let each worker allow the full rate, files under DATA_DIR each host). `manage.py setup`
-# creates the table (createcachetable).
-DISPREDO_API_THROTTLE_CACHE = "api_throttle"
-CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
-    DISPREDO_API_THROTTLE_CACHE: {
-        "BACKEND": "django.core.cache.backends.db.DatabaseCache",
-        "LOCATION": "dispredo_api_throttle",
-    },
-}
+# A new API token expires this many days after it is created (answered 401 from then on).
+DISPREDO_API_TOKEN_DAYS = env_int("DISPREDO_API_TOKEN_DAYS", 90, low=1, high=3650)
+# Rate counts are rows of a table (api.models.RateCount), shared by every web worker of every server
+# and counted atomically (a per-process memory cache would let each worker allow the full rate).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 # The REST framework's and the OpenAPI schema's settings are the api app's own (api/conf.py).
 REST_FRAMEWORK, SPECTACULAR_SETTINGS = api_conf.REST_FRAMEWORK, api_conf.SPECTACULAR_SETTINGS

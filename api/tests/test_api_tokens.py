@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from api.models import ApiToken, digest
 from diagnosis.records.access import STAFF_ONLY_MESSAGE
-from dispredo_site.security import API_LOCKOUT_MESSAGE
+from dispredo_site.lockout import API_LOCKOUT_MESSAGE
 from dispredo_site.testing.helpers import bearer
 
 TOKENS = reverse("api:token-list")

@@ -3,7 +3,7 @@
 ``diagnostic_report_bundle(xray)`` returns a JSON-ready dict, a Bundle of type "collection" with:
 
 - one DiagnosticReport (status "preliminary": the model's output, never a signed-off reading),
-  LOINC 36643-5, whose results are
+  LOINC 36554-4 "XR Chest Single view" (``fhir_codes.report_code``), whose results are
 - one Observation per finding (14): the probability, the threshold, whether it is flagged, and
   how reliable the finding is with this model (AUROC on unseen patients and its interval),
 - the Patient, the model version as a Device, and a Provenance naming that Device as the one that

@@ -21,9 +21,26 @@ PROVENANCE_AGENT = "http://terminology.hl7.org/CodeSystem/provenance-participant
 RESEARCH_NOTICE = (
     "Research use only: not for clinical diagnosis. Results support, never replace, a clinician's reading."
 )
-# The report code the issue asks for. An upload is one frontal image, for which LOINC also has
-# 36554-4 "XR Chest Single View".
-CHEST_XRAY = {"system": LOINC, "code": "36643-5", "display": "XR Chest 2 Views"}
+# The DiagnosticReport's LOINC code by the number of views it reads: LOINC codes a chest X-ray
+# study by its views, and coding one film as "2 Views" tells a receiver a lateral was taken too.
+REPORT_CODES = {
+    1: {"system": LOINC, "code": "36554-4", "display": "XR Chest Single view"},
+    2: {"system": LOINC, "code": "36643-5", "display": "XR Chest 2 Views"},
+}
+# The model reads one frontal film per upload (PA or AP).
+VIEWS_PER_REPORT = 1
+
+
+def report_code(views):
+    """The LOINC coding of a chest X-ray report that reads ``views`` films."""
+    try:
+        return dict(REPORT_CODES[views])
+    except KeyError:
+        raise ValueError(f"No report code for {views!r} views: Dispredo codes 1 or 2.") from None
+
+
+# The code of every report today (diagnosis.interop.fhir): one frontal film.
+CHEST_XRAY = report_code(VIEWS_PER_REPORT)
 
 # SNOMED CT concept of each NIH finding (code, preferred term). Each code was found with this
 # meaning in at least two public sources that agree (SNOMED CT browser pages, the UMLS, OHDSI

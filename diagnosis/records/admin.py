@@ -63,8 +63,14 @@ class XRayAdmin(admin.ModelAdmin):
     inlines = [PredictionInline]  # diagnosis.admin puts the readings first
     date_hierarchy = "uploaded_at"
 
+    def has_add_permission(self, request):
+        # An X-ray comes in through a door (page, API, DICOM), which checks, stores and scores it.
+        return False
+
     @admin.display(description="Image")
     def image_preview(self, obj):
+        if obj is None or obj.pk is None:
+            return "—"  # nothing stored yet, so no image to show
         # Through the view that checks the user: X-ray files have no public URL.
         url = reverse("diagnosis:xray_image", args=[obj.pk])
         return format_html('<a href="{}"><img src="{}" alt="X-ray" style="max-width:240px"></a>', url, url)

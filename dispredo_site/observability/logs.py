@@ -3,20 +3,24 @@
 ``RequestIdFilter`` (on the console handler) adds the current request's id to every record, from a
 context variable the request middleware sets; ``JsonFormatter`` writes one JSON object per line.
 No Django import: gunicorn's config can use these before the application is loaded.
+
+An exception is written as its type and its traceback's frames, never its message: a message may
+quote whatever the code had in hand (a patient's name, a record number, a file name), and the logs
+never carry patient data. Only a database integrity error keeps its first line, which names the
+constraint (the DETAIL line after it, which quotes the row's values, is dropped).
 """
 
 import contextvars
 import json
 import logging
-import re
+import traceback
 from datetime import datetime, timezone
 
 # The id of the request being answered in this thread (or task), None outside a request.
 request_id_var = contextvars.ContextVar("dispredo_request_id", default=None)
 
-# A PostgreSQL error's DETAIL line quotes the row's values, e.g. "Key (mrn)=(MRN001) already exists.":
-# dropped from tracebacks, which keep the error itself and the constraint's name.
-_ROW_VALUES = re.compile(r"^\s*DETAIL:.*$\n?", re.MULTILINE)
+# Exceptions whose message's first line is kept: it names a constraint, never a value.
+_CONSTRAINT_ERRORS = {"IntegrityError"}
 
 
 class RequestIdFilter(logging.Filter):
@@ -26,6 +30,14 @@ class RequestIdFilter(logging.Filter):
         if getattr(record, "request_id", None) is None:
             record.request_id = request_id_var.get()
         return True
+
+
+class NotServerErrorFilter(logging.Filter):
+    """Drops django.request's record of a 5xx answer: the request's own line (dispredo.requests)
+    logs it, once, with the request id and the exception's type."""
+
+    def filter(self, record):
+        return getattr(record, "status_code", 0) < 500
 
 
 class JsonFormatter(logging.Formatter):
@@ -48,16 +60,53 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
-        if record.exc_info:
-            line["exception"] = without_row_values(self.formatException(record.exc_info))
+        if record.exc_info and record.exc_info[0] is not None:
+            line["exception_type"] = type_name(record.exc_info[0])
+            line["exception"] = traceback_without_messages(record.exc_info)
         elif record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def without_row_values(text):
-    """``text`` (a traceback) without the DETAIL lines in which PostgreSQL quotes a row's values."""
-    return _ROW_VALUES.sub("", text)
+def type_name(exc_type):
+    """``module.QualifiedName`` of an exception class (``builtins.`` for the built-in ones)."""
+    return f"{exc_type.__module__}.{exc_type.__qualname__}"
+
+
+def _summary(exception):
+    """The line that ends an exception's traceback: its type, and no message (but a constraint's name)."""
+    name = type_name(type(exception))
+    if type(exception).__name__ in _CONSTRAINT_ERRORS and exception.args:
+        first = str(exception.args[0]).strip().splitlines()
+        if first:
+            return f"{name}: {first[0]}"
+    return name
+
+
+def traceback_without_messages(exc_info):
+    """The traceback of ``exc_info`` (with the exceptions it was raised from or during), each
+    exception named by its type only: frames (file, line, function, source line) and types."""
+    parts = []
+    exception, seen = exc_info[1], set()
+    chain = []
+    while exception is not None and id(exception) not in seen:
+        seen.add(id(exception))
+        chain.append(exception)
+        exception = exception.__cause__ or (None if exception.__suppress_context__ else exception.__context__)
+    for position, exception in enumerate(reversed(chain)):
+        if position:
+            caused = exception.__cause__ is chain[len(chain) - position]
+            parts.append(
+                "\nThe above exception was the direct cause of the following exception:\n\n"
+                if caused
+                else "\nDuring handling of the above exception, another exception occurred:\n\n"
+            )
+        frames = traceback.extract_tb(exception.__traceback__)
+        if frames:
+            parts.append("Traceback (most recent call last):\n")
+            parts.extend(traceback.format_list(frames))
+        parts.append(_summary(exception) + "\n")
+    return "".join(parts).rstrip("\n")
 
 
 # The project's loggers, at INFO; the rest of the world at WARNING.
@@ -72,15 +121,21 @@ def logging_config():
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "dispredo_site.observability.logs.JsonFormatter"}},
-        "filters": {"request_id": {"()": "dispredo_site.observability.logs.RequestIdFilter"}},
+        "filters": {
+            "request_id": {"()": "dispredo_site.observability.logs.RequestIdFilter"},
+            "not_server_errors": {"()": "dispredo_site.observability.logs.NotServerErrorFilter"},
+        },
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id"]}},
         "root": {"handlers": ["console"], "level": "WARNING"},
         "loggers": {
             **{name: {"level": "INFO"} for name in APP_LOGGERS},
             # Failed sign-ins and lockouts (user name, address, page); successful ones are in Admin > Axes.
             "axes": {"level": "WARNING"},
-            # With DEBUG off and no ADMINS, a 500's traceback would otherwise go nowhere. Its own
+            # Its 500s are left out (the request's own line carries them, with the exception's type
+            # and traceback: observability/middleware.py); what else it logs at ERROR is kept. Its own
             # handler and no propagation, as Django's default configuration has it.
-            "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+            "django.request": {
+                "handlers": ["console"], "level": "ERROR", "propagate": False, "filters": ["not_server_errors"],
+            },
         },
     }

@@ -2,15 +2,19 @@
 X-Request-ID. First in MIDDLEWARE, so it times and logs everything, static files and refusals included.
 
 The line names the route (the URL pattern, ids as placeholders), never the path or its query
-string (a search may be a patient's name), and the user by numeric id, never by name.
+string (a search may be a patient's name), and the user by numeric id, never by name. The line of
+a request that raised is the one log line of that error: at ERROR, with the exception's type and
+traceback (JsonFormatter writes no exception message); django.request's own line of it is dropped.
 """
 
 import logging
 import re
+import sys
 import time
 import uuid
 
 from django.conf import settings
+from django.core.signals import got_request_exception
 from django.urls import Resolver404, resolve
 
 from diagnosis.intake import metrics as intake_metrics
@@ -25,6 +29,18 @@ HEADER = "X-Request-ID"
 SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # Uploads, where a 413 (refused from its Content-Length before the form saw it) is a refused upload.
 UPLOAD_VIEWS = {"diagnosis:upload", "api:xray-list"}
+# Where the exception a request raised is kept until its line is written.
+EXCEPTION_ATTRIBUTE = "_dispredo_exc_info"
+
+
+def remember_exception(sender, request=None, **kwargs):
+    """Django turns a view's (or middleware's) exception into a 500 and sends this signal while it
+    handles it: the exception is kept on the request for its log line."""
+    if request is not None:
+        setattr(request, EXCEPTION_ATTRIBUTE, sys.exc_info())
+
+
+got_request_exception.connect(remember_exception, dispatch_uid="dispredo_site.observability.remember_exception")
 
 
 class RequestLogMiddleware:
@@ -41,12 +57,14 @@ class RequestLogMiddleware:
             response = self.get_response(request)
             seconds = time.perf_counter() - started
             response[HEADER] = request_id
-            self.record(request, response.status_code, seconds)
+            # Popped, so the traceback (which holds the request) does not keep it alive.
+            exc_info = request.__dict__.pop(EXCEPTION_ATTRIBUTE, None)
+            self.record(request, response.status_code, seconds, exc_info if response.status_code >= 500 else None)
         finally:
             request_id_var.reset(token)
         return response
 
-    def record(self, request, status, seconds):
+    def record(self, request, status, seconds, exc_info=None):
         view, route = self.route_of(request)
         metrics.observe_request(view, request.method, status, seconds)
         if status == 413 and request.method == "POST" and view in UPLOAD_VIEWS:
@@ -67,6 +85,7 @@ class RequestLogMiddleware:
             status,
             fields["duration_ms"],
             extra={"fields": fields},
+            exc_info=exc_info,
         )
 
     def route_of(self, request):

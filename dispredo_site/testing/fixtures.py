@@ -1,6 +1,6 @@
 """The fixtures every test folder shares (loaded by the root conftest.py as a pytest plugin): users
 and clients, a patient, the tiny and the shipped models, private media, the data samples, API
-clients, rate counts in memory and a headless browser page."""
+clients, empty rate counts and a headless browser page."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -121,22 +121,14 @@ def browser_page(monkeypatch):
 
 
 @pytest.fixture
-def fresh_rate_counts(settings):
-    """The API's rate counts in memory, emptied for each test (not in the database's cache table).
+def fresh_rate_counts(db):
+    """The API's rate counts (api.models.RateCount rows) start from nothing: a transactional test
+    would otherwise see the counts earlier tests committed.
 
     Autouse in the API's tests (api/tests/conftest.py); others ask for it by name."""
-    from django.core.cache import caches
+    from api.models import RateCount
 
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "api-tests-default"},
-        settings.DISPREDO_API_THROTTLE_CACHE: {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": "api-tests-throttle",
-        },
-    }
-    caches[settings.DISPREDO_API_THROTTLE_CACHE].clear()
-    yield
-    caches[settings.DISPREDO_API_THROTTLE_CACHE].clear()
+    RateCount.objects.all().delete()
 
 
 @pytest.fixture

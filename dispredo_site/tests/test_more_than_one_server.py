@@ -2,19 +2,17 @@
 
 The active model is looked up per upload (a version activated elsewhere scores this process's next
 upload, although it still holds the old predictor), sessions are database rows, and the API's rate
-counts are a database cache that ``manage.py setup`` creates.
+counts are rows of a table (api.models.RateCount).
 """
 
 import json
 import subprocess
 import sys
 import threading
-from io import StringIO
 
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.sessions.models import Session
-from django.core.management import call_command
 from django.db import connection, connections
 from django.urls import reverse
 
@@ -25,8 +23,6 @@ from diagnosis.lifecycle.registry import register_model_version
 from diagnosis.records.models import XRay
 from dispredo_site.testing.helpers import REPO, bearer, upload_file
 from dispredo_site.testing.tiny_model import build_tiny_artefact
-
-THROTTLE_TABLE = django_settings.CACHES[django_settings.DISPREDO_API_THROTTLE_CACHE]["LOCATION"]
 
 ACTIVATE_ELSEWHERE = """
 import json, sys
@@ -108,33 +104,18 @@ def test_a_signed_in_session_is_a_database_row(staff_client, patient):
     assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
 
 
-def _throttle_keys():
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT cache_key FROM {connection.ops.quote_name(THROTTLE_TABLE)}")
-        return [row[0] for row in cursor.fetchall()]
-
-
 @pytest.mark.django_db
 def test_the_api_rate_counts_are_kept_in_the_database(settings, staff, token_of):  # noqa: F811
     from rest_framework.test import APIClient
+
+    from api.models import RateCount
 
     settings.DISPREDO_API_REQUEST_RATE = "2/min"
     api = APIClient()
     api.credentials(**bearer(token_of(staff)))
     patients = reverse("api:patient-list")
     assert [api.get(patients).status_code for _ in range(3)] == [200, 200, 429]
-    assert [key for key in _throttle_keys() if f"requests_user-{staff.pk}" in key] != []
+    assert RateCount.objects.get(key=f"throttle_requests_user-{staff.pk}").count == 3
     with connection.cursor() as cursor:  # another server's view of the count is this table
-        cursor.execute(f"DELETE FROM {connection.ops.quote_name(THROTTLE_TABLE)}")
+        cursor.execute(f"DELETE FROM {connection.ops.quote_name(RateCount._meta.db_table)}")
     assert api.get(patients).status_code == 200
-
-
-@pytest.mark.django_db
-def test_setup_creates_the_rate_count_table(settings, tmp_path):
-    settings.DISPREDO_DEFAULT_MODEL_DIR = tmp_path / "none"
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE {connection.ops.quote_name(THROTTLE_TABLE)}")
-    assert THROTTLE_TABLE not in connection.introspection.table_names()
-    call_command("setup", stdout=StringIO())
-    assert THROTTLE_TABLE in connection.introspection.table_names()
-    assert _throttle_keys() == []

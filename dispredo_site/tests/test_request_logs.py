@@ -238,3 +238,55 @@ def test_the_dicom_listener_logs_no_patient_of_an_object_it_refuses(tiny_model, 
     assert DICOM_ID in again.message  # names who has it already: kept in the audit trail, not logged
     assert any(line["message"].startswith("Refused a DICOM object from PACS (status 0xA900)") for line in log_lines())
     assert leaks(caplog, log_lines, ["Zebedee", "Quinton", DICOM_ID, *(r.image.name for r in XRay.objects.all())]) == []
+
+
+# ---- Issue 26: a 500 is logged once, with its request id and exception type, and no message ----
+
+
+@pytest.fixture
+def failing_xray(settings, staff):
+    settings.ROOT_URLCONF = "dispredo_site.testing.failing_urls"
+    patient = Patient.objects.create(mrn=MRN, name=NAME, sex="F", created_by=staff)
+    from dispredo_site.testing.factories import make_xray
+
+    xray = make_xray(patient)
+    XRay.objects.filter(pk=xray.pk).update(original_name=FILE_NAME)
+    return xray
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("url", ["/failing/{pk}/", "/api/failing/{pk}/"])
+def test_a_server_error_is_logged_once_with_its_request_id_and_exception_type(failing_xray, staff, url, log_lines, caplog):
+    from django.test import Client
+
+    client = Client(raise_request_exception=False)
+    client.force_login(staff)
+    with every_log_record(caplog):
+        response = client.get(url.format(pk=failing_xray.pk))
+
+    assert response.status_code == 500
+    errors = [line for line in log_lines() if line["level"] in ("ERROR", "CRITICAL")]
+    [line] = errors
+    assert line["logger"] == REQUESTS and line["status"] == 500
+    assert line["request_id"] == response["X-Request-ID"]
+    assert line["exception_type"] == "dispredo_site.testing.failing_urls.ChartError"
+    # Where it failed, for whoever looks into it: the frames, with their source lines.
+    assert 'failing_urls.py", line' in line["exception"] and "in _fail" in line["exception"]
+    assert line["exception"].endswith("\ndispredo_site.testing.failing_urls.ChartError")
+    assert leaks(caplog, log_lines, ["Zebedee", "Quinton", "Fairweather", MRN, FILE_NAME]) == []
+
+
+def test_an_exception_raised_while_handling_another_is_written_as_both_types_without_messages():
+    try:
+        try:
+            raise KeyError(NAME)
+        except KeyError as first:
+            raise ValueError(f"no record {MRN}") from first
+    except ValueError:
+        record = logging.makeLogRecord({"name": "diagnosis", "msg": "Failed", "exc_info": sys.exc_info()})
+    line = json.loads(JsonFormatter().format(record))
+
+    assert line["exception_type"] == "builtins.ValueError"
+    assert "builtins.KeyError\n\nThe above exception was the direct cause of the following exception:" in line["exception"]
+    assert line["exception"].endswith("builtins.ValueError")
+    assert NAME not in json.dumps(line) and MRN not in json.dumps(line)

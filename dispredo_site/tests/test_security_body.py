@@ -51,8 +51,53 @@ def csrf_header(client):
 def test_it_refuses_a_200_mb_upload_from_staff_before_reading_it(staff_client, patient):
     response, body = post_unread(staff_client, reverse("diagnosis:upload"), DECLARED_200_MB)
     assert response.status_code == 413
-    assert "The request is too large: an X-ray may be at most 40 MB." in response.content.decode()
+    assert "The file is larger than 40 MB." in response.content.decode()
     assert body.reads == 0
+
+
+# ---- Issue 26: the 413 is the form's message in the browser, the JSON error in the API ----------
+
+
+@pytest.mark.django_db
+def test_a_413_in_the_browser_is_a_page_with_the_upload_forms_message(staff_client, patient):
+    response, body = post_unread(staff_client, reverse("diagnosis:upload"), DECLARED_200_MB)
+
+    assert response.status_code == 413 and body.reads == 0
+    assert response["Content-Type"] == "text/html; charset=utf-8"
+    page = response.content.decode()
+    assert '<p class="message error" role="alert" id="too-large">The file is larger than 40 MB.</p>' in page
+    assert f'<a href="{reverse("diagnosis:upload")}">Back to the upload page</a>' in page
+    assert "<title>Too large · Dispredo</title>" in page
+    # Answered before the middleware that sets them: the page sets the security headers itself.
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY" and response["X-Content-Type-Options"] == "nosniff"
+    assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.django_db
+def test_a_413_in_the_api_is_its_json_error(api, patient):
+    response, body = post_unread(api, reverse("api:xray-list"), DECLARED_200_MB)
+
+    assert response.status_code == 413 and body.reads == 0
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "The file is larger than 40 MB."}
+    assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.django_db
+def test_the_413_follows_the_configured_limit(staff_client, settings):
+    settings.DISPREDO_MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+    response, _ = post_unread(staff_client, reverse("diagnosis:upload"), str(4 * 1024 * 1024))
+    assert response.status_code == 413 and "The file is larger than 2 MB." in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_an_oversized_sign_in_form_is_answered_with_a_page_too(csrf_client):
+    response, _ = post_unread(csrf_client, reverse("login"), str(1024 * 1024), **csrf_header(csrf_client))
+    assert response.status_code == 413 and response["Content-Type"] == "text/html; charset=utf-8"
+    page = response.content.decode()
+    assert "A sign-in form is never this large." in page
+    assert f'<a href="{reverse("login")}">Back to sign in</a>' in page
 
 
 @pytest.mark.django_db

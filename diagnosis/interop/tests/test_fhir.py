@@ -138,7 +138,7 @@ def test_every_reference_resolves_inside_the_bundle_to_a_type_r4_allows_there(mi
     assert provenance["agent"][0]["type"]["coding"][0]["code"] == "performer"
 
 
-def test_the_report_is_a_preliminary_radiology_chest_x_ray_coded_with_loinc_36643_5(mixed_xray):
+def test_the_report_is_a_preliminary_radiology_chest_x_ray_coded_with_loinc_36554_4(mixed_xray):
     bundle = diagnostic_report_bundle(mixed_xray, issued=ISSUED)
     (report,) = entries(bundle, "DiagnosticReport")
 
@@ -147,7 +147,7 @@ def test_the_report_is_a_preliminary_radiology_chest_x_ray_coded_with_loinc_3664
         {"system": "http://terminology.hl7.org/CodeSystem/v2-0074", "code": "RAD", "display": "Radiology"}
     ]
     assert report["code"]["coding"] == [
-        {"system": "http://loinc.org", "code": "36643-5", "display": "XR Chest 2 Views"}
+        {"system": "http://loinc.org", "code": "36554-4", "display": "XR Chest Single view"}
     ]
     assert [r["display"] for r in report["result"]] == [name.replace("_", " ").capitalize() for name in FINDINGS]
     assert report["issued"] == bundle["timestamp"] == "2026-05-06T07:08:09+00:00"

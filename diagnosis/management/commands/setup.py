@@ -17,16 +17,13 @@ from dispredo_site.security import make_private_file, make_private_folder
 
 class Command(BaseCommand):
     help = (
-        "Prepare a Dispredo installation: make its data folder private, apply migrations, create the cache "
-        "table, register the shipped default model and, on the first run, create the first staff account. "
-        "Safe to run on every start."
+        "Prepare a Dispredo installation: make its data folder private, apply migrations, register the "
+        "shipped default model and, on the first run, create the first staff account. Safe to run on every start."
     )
 
     def handle(self, *args, verbosity=1, **options):
         self.make_data_private(verbosity)
         call_command("migrate", interactive=False, verbosity=max(verbosity - 1, 0))
-        # The database cache tables (the API's rate counts, shared by every server); existing ones are kept.
-        call_command("createcachetable", verbosity=max(verbosity - 1, 0))
 
         version = install_default_model()
         if version is None:
