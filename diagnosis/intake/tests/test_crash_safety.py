@@ -42,9 +42,7 @@ UPLOADED = re.compile(r"^xrays/\d{4}/\d{2}/[0-9a-f]{32}\.png$")
 BEFORE_THE_ROW = (
     crashpoints.JOURNAL_COMMITTED, crashpoints.FILE_PARTLY_WRITTEN, crashpoints.FILE_WRITTEN, crashpoints.ROW_INSERTED,
 )
-SCORED_AGAIN = re.compile(
-    r"^scored again after an interrupted upload \(left (scoring by (?P<by>\S+)|pending while a model was active)\): done$"
-)
+SCORED_AGAIN = re.compile(r"^scored again after an interrupted upload \(left scoring by (?P<by>\S+)\): done$")
 TIMEOUT_S = 60
 
 PREPARE = """
@@ -341,8 +339,11 @@ def assert_repaired(clinic, point, image, worker, repairer="manage.py repair_upl
     assert journal == []
     assert files == [name for name, _, _, _ in xrays]  # each file has its row, each row its file
     repairs = [(action, object_type, detail) for user, action, object_type, detail in audit if user.startswith(repairer + " (")]
+    # The upload's own events are written in the row's transaction: there exactly when the row is.
+    uploaded = [(object_type, action) for user, action, object_type, _ in audit if user == "nurse"]
     if point in BEFORE_THE_ROW:
         assert xrays == [] and clinic.rows("SELECT mrn FROM diagnosis_patient") == []
+        assert uploaded == []
         [(action, object_type, detail)] = repairs
         name = detail.removeprefix("removed ").split(",")[0]
         assert (action, object_type, bool(UPLOADED.match(name))) == ("delete", "upload", True)
@@ -352,11 +353,11 @@ def assert_repaired(clinic, point, image, worker, repairer="manage.py repair_upl
         assert UPLOADED.match(name) and (status, predictions) == ("done", 14)
         assert sha256 == hashlib.sha256(image.read_bytes()).hexdigest()
         assert (clinic.media / name).read_bytes() == image.read_bytes()
+        assert uploaded == [("patient", "create"), ("xray", "create")]
         [(action, object_type, detail)] = repairs
         scored = SCORED_AGAIN.match(detail)
         assert (action, object_type, bool(scored)) == ("change", "xray", True), detail
-        if point == crashpoints.SCORING_CLAIMED:  # the worker had claimed it: named as the process that left it
-            assert f":{worker}:" in scored["by"]
+        assert f":{worker}:" in scored["by"]  # stored as claimed by the worker, named as the process that left it
 
 
 @pytest.fixture
