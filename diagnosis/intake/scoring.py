@@ -130,6 +130,10 @@ def claim(xray):
     Free to claim: an X-ray pending, failed or done (scored again), one this process holds, and one
     whose claimer is dead (``processes.is_dead``)."""
     me = processes.current()
+    if xray.status == XRayStatus.SCORING and xray.scoring_by == me:
+        # Claimed by this process when stored (``store_xray(..., claim=True)``); the final write
+        # checks the claim again, so nothing is written if it was taken over meanwhile.
+        return XRayStatus.PENDING
     for _ in range(3):  # the row changed between reading and updating it: read it again
         row = XRay.objects.filter(pk=xray.pk).values("status", "scoring_by", "scoring_since").first()
         if row is None:
