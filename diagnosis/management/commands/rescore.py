@@ -1,5 +1,7 @@
 """manage.py rescore: the intake's door for X-rays stored while no model was active, or whose scoring failed."""
 
+from collections import Counter
+
 from django.core.management.base import BaseCommand, CommandError
 
 from diagnosis.intake.pipeline import score_again
@@ -24,7 +26,7 @@ class Command(BaseCommand):
         version = ModelVersion.active()
         if version is None:
             raise CommandError("No model version is active: train one (manage.py train --activate) or activate one in the admin.")
-        counts = {XRayStatus.DONE: 0, XRayStatus.FAILED: 0, XRayStatus.PENDING: 0}
+        counts = Counter()  # by the status each ends in (scoring: another process holds it)
         for number, xray in enumerate(xrays.iterator(), start=1):
             counts[score_again(xray, reason="manage.py rescore")] += 1
             if verbosity >= 2:
