@@ -34,8 +34,8 @@ OVERRIDE_HINT = (
     "it is then scored, and the override is recorded in the audit trail."
 )
 NOT_SCORED_MESSAGE = (
-    "This X-ray has no model output to report: its result has no findings (pending, being scored, failed or "
-    "incomplete scoring); the detail says why, in the words of the caveat."
+    "This X-ray has no model output to report (pending, being scored, failed or incomplete scoring); "
+    "the detail says why."
 )
 
 
