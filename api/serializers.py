@@ -7,7 +7,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from diagnosis.readings.models import UNREAD, ReadingStatus
-from diagnosis.records.models import Patient, Prediction, XRay
+from diagnosis.records.models import Patient, Source, XRay
+from diagnosis.records.results import CAVEAT_CODES, result_of
 from dispredo_core.findings import FINDINGS
 
 from .models import ApiToken
@@ -54,18 +55,38 @@ class OperatingPointSerializer(serializers.Serializer):
     specificity = serializers.ListField(child=serializers.FloatField(allow_null=True), allow_null=True)
 
 
-class FindingSerializer(serializers.ModelSerializer):
+class FindingSerializer(serializers.Serializer):
+    """One finding of the X-ray's result (``diagnosis.records.results.FindingResult``)."""
+
+    finding = serializers.ChoiceField(choices=FINDINGS)
     display_name = serializers.CharField()
+    probability = serializers.FloatField()
     threshold = serializers.FloatField()
+    flagged = serializers.BooleanField(help_text="Only reliable findings are ever flagged.")
     reliable = serializers.BooleanField(help_text="Only reliable findings are ever flagged.")
     reliability = ReliabilitySerializer()
     operating_point = OperatingPointSerializer()
 
-    class Meta:
-        model = Prediction
-        fields = [
-            "finding", "display_name", "probability", "threshold", "flagged", "reliable", "reliability", "operating_point"
-        ]
+
+class CaveatSerializer(serializers.Serializer):
+    """What a reader must know about the result, or why it has no findings."""
+
+    code = serializers.ChoiceField(
+        choices=CAVEAT_CODES,
+        help_text="Stable: pending, no_active_model, being_scored, scoring_failed, incomplete (why `findings` "
+        "is empty), guard_override, low_resolution, unreliable_findings.",
+    )
+    message = serializers.CharField(help_text="The sentence the pages show staff.")
+
+
+class SourceSerializer(serializers.Serializer):
+    """The door the X-ray came in by."""
+
+    door = serializers.ChoiceField(
+        choices=Source.values, allow_null=True, help_text="null for X-rays stored before the door was recorded."
+    )
+    calling_ae_title = serializers.CharField(allow_null=True, help_text="The sending DICOM AE title (DICOM only).")
+    label = serializers.CharField(help_text='In words, e.g. "DICOM listener (AE MODALITY1)" or "not recorded".')
 
 
 class ModelVersionSerializer(serializers.Serializer):
@@ -98,24 +119,56 @@ class _XRayBase(serializers.ModelSerializer):
 
 
 class XRaySummarySerializer(_XRayBase):
-    """An X-ray in a list: its flagged findings (strongest first) and reading state."""
+    """An X-ray in a list: its flagged findings (strongest first), its caveats and reading state."""
 
     flagged = serializers.SerializerMethodField()
+    caveats = serializers.SerializerMethodField()
+    study_date = serializers.SerializerMethodField()
+    study_date_is_upload = serializers.SerializerMethodField()
+    source = serializers.SerializerMethodField()
     reading_state = serializers.ChoiceField(choices=READING_STATES)
 
     class Meta:
         model = XRay
-        fields = ["id", "patient", "status", "uploaded_at", "uploaded_by", "view_position", "flagged", "reading_state", "links"]
+        fields = [
+            "id", "patient", "status", "uploaded_at", "uploaded_by", "view_position", "study_date",
+            "study_date_is_upload", "source", "flagged", "caveats", "reading_state", "links",
+        ]
+
+    def result(self, xray):
+        """The X-ray's result: from the view's ``results`` (a page's, computed at once) or its own."""
+        results = self.context.setdefault("results", {})
+        if xray.pk not in results:
+            results[xray.pk] = result_of(xray)
+        return results[xray.pk]
 
     def get_flagged(self, xray) -> list[str]:
-        return [prediction.finding for prediction in xray.flagged_predictions]
+        """Empty unless the last scoring succeeded."""
+        return [finding.finding for finding in self.result(xray).flagged]
+
+    @extend_schema_field(CaveatSerializer(many=True))
+    def get_caveats(self, xray):
+        return [{"code": caveat.code, "message": caveat.message} for caveat in self.result(xray).caveats]
+
+    @extend_schema_field(OpenApiTypes.DATE)
+    def get_study_date(self, xray):
+        """The DICOM study date, else the date of the upload (then study_date_is_upload is true)."""
+        return self.result(xray).study_date.isoformat()
+
+    def get_study_date_is_upload(self, xray) -> bool:
+        return self.result(xray).study_date_is_upload
+
+    @extend_schema_field(SourceSerializer)
+    def get_source(self, xray):
+        door = self.result(xray).source
+        return {"door": door.code or None, "calling_ae_title": door.calling_ae_title or None, "label": door.label}
 
 
-class XRaySerializer(_XRayBase):
-    """An X-ray with its 14 findings (empty until it is scored) and the model version that scored it."""
+class XRaySerializer(XRaySummarySerializer):
+    """An X-ray with its 14 findings and the model version that scored it (both empty unless its last
+    scoring succeeded: the caveats say why), its flags and its caveats."""
 
     low_resolution = serializers.BooleanField(source="is_low_resolution")
-    reading_state = serializers.ChoiceField(choices=READING_STATES)
     model_version = serializers.SerializerMethodField()
     findings = serializers.SerializerMethodField()
 
@@ -123,26 +176,20 @@ class XRaySerializer(_XRayBase):
         model = XRay
         fields = [
             "id", "patient", "status", "original_name", "width", "height", "low_resolution", "view_position",
-            "clinical_note", "guard_overridden", "uploaded_at", "uploaded_by", "study_date", "accession_number",
-            "study_instance_uid", "sop_instance_uid", "reading_state", "model_version", "findings", "links",
+            "clinical_note", "guard_overridden", "uploaded_at", "uploaded_by", "study_date", "study_date_is_upload",
+            "accession_number", "study_instance_uid", "sop_instance_uid", "source", "reading_state", "model_version",
+            "findings", "flagged", "caveats", "links",
         ]
 
     @extend_schema_field(ModelVersionSerializer(allow_null=True))
     def get_model_version(self, xray):
-        version = next((p.model_version for p in self._predictions(xray)), None)
+        version = self.result(xray).model_version
         return {"id": version.pk, "name": version.name} if version else None
 
     @extend_schema_field(FindingSerializer(many=True))
     def get_findings(self, xray):
         """In the one order of FINDINGS, so that clients can rely on it."""
-        ordered = sorted(self._predictions(xray), key=lambda p: FINDINGS.index(p.finding))
-        return FindingSerializer(ordered, many=True).data
-
-    @staticmethod
-    def _predictions(xray):
-        if not hasattr(xray, "_api_predictions"):
-            xray._api_predictions = list(xray.predictions.select_related("model_version"))
-        return xray._api_predictions
+        return FindingSerializer(self.result(xray).findings, many=True).data
 
 
 class ErrorSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
 """X-rays: upload (the upload page's code path), the worklist's list and filters, one X-ray with
-its findings, its image (the image view itself) and its FHIR report."""
+its result (findings, flags, caveats: ``diagnosis.records.results``, as the pages show it), its
+image (the image view itself) and its FHIR report."""
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -20,6 +21,7 @@ from diagnosis.readings.rules import reading_state
 from diagnosis.records import audit
 from diagnosis.records.access import get_xray_for_user
 from diagnosis.records.models import AuditAction, Source, XRay
+from diagnosis.records.results import results_of
 from dispredo_core.findings import FINDINGS
 
 from .errors import form_data, form_error
@@ -31,7 +33,10 @@ OVERRIDE_HINT = (
     "If it is a frontal chest X-ray, send the file again with score_anyway=true: "
     "it is then scored, and the override is recorded in the audit trail."
 )
-NOT_SCORED_MESSAGE = "This X-ray has no model output to report (pending, failed or incomplete scoring)."
+NOT_SCORED_MESSAGE = (
+    "This X-ray has no model output to report (pending, being scored, failed or incomplete scoring); "
+    "the detail says why."
+)
 
 
 class NotScored(APIException):
@@ -65,7 +70,10 @@ class XRayList(generics.ListAPIView):
         return filtered_xrays(form)
 
     def list(self, request, *args, **kwargs):
-        response = super().list(request, *args, **kwargs)
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        # The page's results at once: one query for their predictions, one for the model versions.
+        context = {**self.get_serializer_context(), "results": {r.xray_id: r for r in results_of(page)}}
+        response = self.get_paginated_response(self.get_serializer_class()(page, many=True, context=context).data)
         used = ", ".join(f"{name}={value}" for name, value in request.query_params.items() if name != "page" and value)
         audit.record_list_view(
             request, "worklist",

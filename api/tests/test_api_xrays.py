@@ -153,8 +153,8 @@ def test_an_unscored_xray_has_no_fhir_report(api, patient):
     response = api.get(reverse("api:xray-fhir", args=[xray.pk]))
     assert response.status_code == 409
     assert response.json() == {
-        "detail": f"X-ray {xray.pk} has not been scored yet, so it has no FHIR report; it is scored once a model "
-        "version is active (manage.py rescore)."
+        "detail": f"X-ray {xray.pk} has no FHIR report. Pending: no model was installed when this X-ray was "
+        "uploaded, and none is active now. It is scored once a model version is active (manage.py rescore)."
     }
     assert not AuditEvent.objects.exists()
 

@@ -13,6 +13,10 @@
 document, which a preliminary machine output is not; a collection asks nothing of the receiver, who
 may store the resources as they are or post them as a transaction.
 
+What it reports is the X-ray's result (``diagnosis.records.results``): scores only when its last
+scoring succeeded, and a conclusion that carries the result's caveats (guard override, low
+resolution, findings not reliable with the model) in the words the pages use.
+
 Not flagged is not negative: an Observation carries an interpretation only when flagged, and says
 in its note what its score does and does not mean. Every fullUrl is a ``urn:uuid:`` derived from
 ``DISPREDO_FHIR_BASE`` and the row, so the same X-ray gives the same resource ids each time.
@@ -36,12 +40,14 @@ from diagnosis.interop.fhir_codes import (
     full_url,
     system,
 )
-from diagnosis.records.models import XRayStatus
-from dispredo_core.findings import DISPLAY_NAMES, FINDINGS
+from diagnosis.records.results import result_of
+from dispredo_core.findings import DISPLAY_NAMES
 
 
 class FhirUnavailable(Exception):
-    """The X-ray has no model output to report (``reason``: "pending", "failed" or "incomplete").
+    """The X-ray's result has no scores to report; ``reason`` is the code of the caveat that says
+    why (``diagnosis.records.results``: pending, no_active_model, being_scored, scoring_failed or
+    incomplete), and the message carries that caveat's message.
 
     For the API a 409: the X-ray exists, its report does not (yet)."""
 
@@ -69,29 +75,13 @@ def study_reference(xray):
     }
 
 
-def scored_predictions(xray):
-    """The 14 predictions in ``FINDINGS`` order, or ``FhirUnavailable``."""
-    if xray.status == XRayStatus.PENDING:
-        raise FhirUnavailable(
-            f"X-ray {xray.pk} has not been scored yet, so it has no FHIR report; it is scored once a "
-            "model version is active (manage.py rescore).",
-            "pending",
-        )
-    if xray.status != XRayStatus.DONE:
-        raise FhirUnavailable(
-            f"Scoring X-ray {xray.pk} failed, so it has no FHIR report; score it again with "
-            "manage.py rescore --failed.",
-            "failed",
-        )
-    by_name = {p.finding: p for p in xray.predictions.select_related("model_version")}
-    versions = {p.model_version_id for p in by_name.values()}
-    if set(by_name) != set(FINDINGS) or len(versions) != 1:
-        raise FhirUnavailable(
-            f"X-ray {xray.pk} does not hold one prediction per finding from one model version; score it "
-            "again with manage.py rescore.",
-            "incomplete",
-        )
-    return [by_name[name] for name in FINDINGS]
+def scored_result(xray):
+    """The X-ray's ``Result`` with its 14 findings, or ``FhirUnavailable`` with the caveat that says why not."""
+    result = result_of(xray)
+    if not result.scored:
+        caveat = result.status_caveat
+        raise FhirUnavailable(f"X-ray {xray.pk} has no FHIR report. {caveat.message}", caveat.code)
+    return result
 
 
 def patient_resource(patient):
@@ -143,11 +133,10 @@ def measure(code, display, text=None):
     return {"coding": [{"system": system("measure"), "code": code, "display": display}], "text": text or display}
 
 
-def reliability_components(prediction):
+def reliability_components(finding, version):
     """The finding's AUROC on unseen patients, its interval and whether it is reliable (only the
     figures this model version carries)."""
-    version = prediction.model_version
-    figures = prediction.reliability
+    figures = finding.reliability
     components = []
     if figures.get("auroc") is not None:
         components.append(
@@ -168,17 +157,17 @@ def reliability_components(prediction):
     floor = (version.reliability or {}).get("floor")
     display = "Reliable with this model"
     text = f"{display} (AUROC interval's lower end at least {floor:g})" if floor is not None else None
-    components.append({"code": measure("reliable", display, text), "valueBoolean": prediction.reliable})
+    components.append({"code": measure("reliable", display, text), "valueBoolean": finding.reliable})
     return components
 
 
-def observation_note(prediction):
-    if prediction.flagged:
+def observation_note(finding):
+    if finding.flagged:
         return (
             "Flagged: the score is at or above this model's threshold for the finding, which is reliable "
             "with this model. A prompt for a clinician to check, not a diagnosis."
         )
-    if prediction.reliable:
+    if finding.reliable:
         return "Not flagged: the score is below this model's threshold. This does not rule the finding out."
     return (
         "Not reliable with this model (its AUROC on unseen patients is not shown to clearly beat chance), "
@@ -186,42 +175,40 @@ def observation_note(prediction):
     )
 
 
-def observation_resource(prediction, xray, urls, *, effective, issued):
+def observation_resource(finding, result, xray, urls, *, effective, issued):
     resource = {
         "resourceType": "Observation",
         "status": "preliminary",
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "imaging", "display": "Imaging"}]}],
-        "code": finding_code(prediction.finding),
+        "code": finding_code(finding.finding),
         "subject": {"reference": urls["patient"]},
         "effectiveDateTime": effective,
         "issued": issued,
-        "valueQuantity": ratio(prediction.probability),
-        "note": [{"text": observation_note(prediction)}],
+        "valueQuantity": ratio(finding.probability),
+        "note": [{"text": observation_note(finding)}],
         "method": {"text": "Model score from 0 to 1: how likely the finding would be reported on an image like this"},
         "device": {"reference": urls["device"]},
         "component": [
-            {"code": measure("threshold", "Flag threshold"), "valueQuantity": ratio(prediction.threshold)},
-            {"code": measure("flagged", "Flagged by the model"), "valueBoolean": prediction.flagged},
-            *reliability_components(prediction),
+            {"code": measure("threshold", "Flag threshold"), "valueQuantity": ratio(finding.threshold)},
+            {"code": measure("flagged", "Flagged by the model"), "valueBoolean": finding.flagged},
+            *reliability_components(finding, result.model_version),
         ],
     }
-    if prediction.flagged:
+    if finding.flagged:
         resource["interpretation"] = [{"coding": [FLAGGED], "text": "Flagged by the model"}]
     if xray.study_instance_uid:
         resource["derivedFrom"] = [study_reference(xray)]
     return resource
 
 
-def conclusion(predictions):
-    flagged = sorted((p for p in predictions if p.flagged), key=lambda p: -p.probability)
-    unreliable = [p.display_name for p in predictions if not p.reliable]
-    if flagged:
-        text = "Flagged by the model for a clinician to check: " + ", ".join(p.display_name for p in flagged) + "."
+def conclusion(result):
+    """The flagged findings, then the result's caveats (guard override, low resolution, findings not
+    reliable with this model), then the research-use notice."""
+    if result.flagged:
+        text = "Flagged by the model for a clinician to check: " + ", ".join(f.display_name for f in result.flagged) + "."
     else:
         text = "No finding flagged by the model; this does not rule any finding out."
-    if unreliable:
-        text += " Not reliable with this model, so never flagged: " + ", ".join(unreliable) + "."
-    return f"{text} {RESEARCH_NOTICE}"
+    return " ".join([text, *(caveat.message for caveat in result.caveats), RESEARCH_NOTICE])
 
 
 def report_identifiers(xray, version):
@@ -237,12 +224,13 @@ def diagnostic_report_bundle(xray, issued=None):
 
     ``issued`` (default: now) is when this report is made: flags follow the model version's
     current operating point, so the report is as of the moment it is asked for. Raises
-    ``FhirUnavailable`` for an X-ray without predictions."""
-    predictions = scored_predictions(xray)
-    version = predictions[0].model_version
+    ``FhirUnavailable`` for an X-ray whose result has no scores."""
+    result = scored_result(xray)
+    version = result.model_version
     patient = xray.patient
     issued = instant(issued or timezone.now())
-    effective = xray.study_date.isoformat() if xray.study_date else instant(xray.uploaded_at)
+    # The result's study date; where that is the upload's, the upload's moment, which FHIR can hold.
+    effective = instant(result.uploaded_at) if result.study_date_is_upload else result.study_date.isoformat()
     run = f"{xray.pk}/{version.name}"  # a version's name is unique
     urls = {
         "report": full_url("DiagnosticReport", run),
@@ -252,10 +240,10 @@ def diagnostic_report_bundle(xray, issued=None):
     }
     observations = [
         (
-            full_url("Observation", f"{run}/{p.finding}"),
-            observation_resource(p, xray, urls, effective=effective, issued=issued),
+            full_url("Observation", f"{run}/{f.finding}"),
+            observation_resource(f, result, xray, urls, effective=effective, issued=issued),
         )
-        for p in predictions
+        for f in result.findings
     ]
     report = {
         "resourceType": "DiagnosticReport",
@@ -267,7 +255,7 @@ def diagnostic_report_bundle(xray, issued=None):
         "effectiveDateTime": effective,
         "issued": issued,
         "result": [{"reference": url, "display": o["code"]["text"]} for url, o in observations],
-        "conclusion": conclusion(predictions),
+        "conclusion": conclusion(result),
     }
     if xray.study_instance_uid:
         report["imagingStudy"] = [study_reference(xray)]

@@ -26,8 +26,8 @@ from diagnosis.readings import rules as readings
 from diagnosis.records import audit
 from diagnosis.records.access import get_patient_for_user, get_xray_for_user, staff_required
 from diagnosis.records.models import AuditAction, Patient, Source, XRay, XRayStatus
+from diagnosis.records.results import result_of, results_of
 from dispredo_core.artefact import model_card_path
-from dispredo_core.findings import DISPLAY_NAMES
 from dispredo_core.imaging import InvalidImage, dicom_png
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,16 @@ def worklist(request):
     xrays = filtered_xrays(form)
     page = _page(request, xrays)
     audit.record_list_view(request, "worklist", f"{_filters_used(form)}; page {page.number}")
-    return render(request, "diagnosis/worklist.html", {"form": form, "page": page, "query": _query_without_page(request)})
+    return render(
+        request,
+        "diagnosis/worklist.html",
+        {"form": form, "page": page, "rows": _rows(page), "query": _query_without_page(request)},
+    )
+
+
+def _rows(page):
+    """(X-ray, its Result) for each X-ray of ``page``."""
+    return list(zip(page.object_list, results_of(page.object_list)))
 
 
 def _filters_used(form):
@@ -124,9 +133,9 @@ def patient_delete(request, pk):
 @staff_required
 def patient_detail(request, pk):
     patient = get_patient_for_user(request, pk)
-    xrays = patient.xrays.with_flagged()
+    page = _page(request, patient.xrays.for_lists())
     audit.record(request, AuditAction.VIEW, patient)
-    return render(request, "diagnosis/patient_detail.html", {"patient": patient, "page": _page(request, xrays)})
+    return render(request, "diagnosis/patient_detail.html", {"patient": patient, "page": page, "rows": _rows(page)})
 
 
 @staff_required
@@ -160,20 +169,18 @@ def xray_detail(request, pk):
 
 
 def render_xray_page(request, xray, *, reading_form=None, amendment_form=None):
-    """The X-ray page: the image, the model's findings, and apart from them the reading, with a
-    bound form (after refused input) or one filled from the reading itself, never from the model."""
-    # A failed rescoring keeps the earlier run's rows; the page shows the failure, not those scores.
-    scored = xray.status == XRayStatus.DONE
-    predictions = list(xray.predictions.select_related("model_version").order_by("-probability")) if scored else []
-    version = predictions[0].model_version if predictions else None
-    # Reliable findings first, each group high to low.
-    predictions.sort(key=lambda p: not p.reliable)
+    """The X-ray page: the image, the model's findings (its ``Result``), and apart from them the
+    reading, with a bound form (after refused input) or one filled from the reading itself, never
+    from the model."""
+    result = result_of(xray, heatmaps=True)
+    version = result.model_version
     heatmaps = {}
-    for prediction in predictions:
-        cam = heatmap_of(prediction)
+    for finding in result.ranked:
+        cam = heatmap_of(finding.prediction)
         if cam is not None and min(cam.shape) >= MIN_HEATMAP_CELLS:
-            heatmaps[prediction.finding] = cam.round(4).tolist()
-    coarse_map = predictions[0].heatmap_shape if predictions and predictions[0].heatmap and not heatmaps else None
+            heatmaps[finding.finding] = cam.round(4).tolist()
+    first = result.ranked[0].prediction if result.scored else None
+    coarse_map = first.heatmap_shape if first is not None and first.heatmap and not heatmaps else None
     reading = readings.current_reading(xray)
     may_sign_off = readings.can_sign_off(request.user)
     if reading is not None and reading.is_signed:
@@ -186,16 +193,11 @@ def render_xray_page(request, xray, *, reading_form=None, amendment_form=None):
         "diagnosis/xray_detail.html",
         {
             "xray": xray,
-            "predictions": predictions,
-            "flagged": [p for p in predictions if p.flagged],
-            "model_version": version,
-            "thresholds": version.thresholds if version else {},
+            "result": result,
             "heatmaps": heatmaps,
             "coarse_map": coarse_map,
             "min_heatmap_cells": MIN_HEATMAP_CELLS,
-            "unreliable": [p for p in predictions if not p.reliable],
             "has_model_card": version is not None and model_card_path(version.artefact_path).is_file(),
-            "display_names": DISPLAY_NAMES,
             # The same file under another record is often a wrong-patient upload: say so.
             "same_image": XRay.objects.filter(sha256=xray.sha256).exclude(pk=xray.pk).select_related("patient")[:5],
             "reading": reading,

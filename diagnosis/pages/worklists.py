@@ -6,9 +6,10 @@ from diagnosis.records.models import XRay
 
 
 def filtered_xrays(form):
-    """X-rays with their flagged predictions and reading state, narrowed by the form's valid
-    filters (status, flagged finding, reading state) and ordered newest first or by triage."""
-    xrays = with_reading_state(XRay.objects.with_flagged())
+    """X-rays with their patient and reading state, narrowed by the form's valid filters (status,
+    flagged finding, reading state) and ordered newest first or by triage; flags count only where
+    the last scoring succeeded. Each page's flags and caveats come from ``results_of``."""
+    xrays = with_reading_state(XRay.objects.for_lists())
     if not form.is_valid():
         return xrays
     if form.cleaned_data["status"]:

@@ -13,6 +13,7 @@ from diagnosis.readings.performance import MIN_PER_CLASS, site_performance, vers
 from diagnosis.records import audit
 from diagnosis.records.access import get_xray_for_user, staff_required
 from diagnosis.records.models import AuditAction
+from diagnosis.records.results import result_of
 from dispredo_core.findings import DISPLAY_NAMES, FINDINGS
 
 SCORES_IN_ONE_TABLE = 4
@@ -30,16 +31,16 @@ def reader_findings(reading):
 @staff_required
 @require_GET
 def xray_report(request, pk):
-    """One printable page: patient, study, thumbnail, the current reading, and the model's output apart."""
+    """One printable page: patient, study, thumbnail, the current reading, and the model's result apart
+    (its scores only when its last scoring succeeded, with its caveats)."""
     xray = get_xray_for_user(request, pk)
     reading = Reading.objects.current().filter(xray=xray).select_related("signed_by", "updated_by").first()
     # A draft amendment: say which signed-off version it would replace.
     earlier_signed = None
     if reading is not None and not reading.is_signed and reading.is_amendment:
         earlier_signed = xray.readings.signed().filter(version__lt=reading.version).select_related("signed_by").first()
-    predictions = list(xray.predictions.select_related("model_version").order_by("-probability"))
-    version = predictions[0].model_version if predictions else None
-    reliable = [p for p in predictions if p.reliable]
+    result = result_of(xray)
+    reliable = result.reliable
     # More than a few reliable findings go into two tables side by side, so the page stays one page.
     half = math.ceil(len(reliable) / 2) if len(reliable) > SCORES_IN_ONE_TABLE else len(reliable)
     audit.record(request, AuditAction.VIEW, xray, detail="report")
@@ -52,10 +53,8 @@ def xray_report(request, pk):
             "reading": reading,
             "findings": reader_findings(reading) if reading else None,
             "earlier_signed": earlier_signed,
-            "model_version": version,
-            "flagged": [p for p in predictions if p.flagged],
+            "result": result,
             "score_tables": [part for part in (reliable[:half], reliable[half:]) if part],
-            "unreliable": [p for p in predictions if not p.reliable],
             "printed_at": timezone.now(),
         },
     )

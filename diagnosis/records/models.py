@@ -1,5 +1,4 @@
 import hashlib
-import math
 import uuid
 from pathlib import PurePosixPath
 
@@ -111,25 +110,28 @@ class ViewPosition(models.TextChoices):
 
 
 class XRayQuerySet(models.QuerySet):
-    def with_flagged(self):
-        flagged = Prediction.objects.filter(flagged=True).order_by("-probability")
-        return self.select_related("patient", "uploaded_by").prefetch_related(
-            models.Prefetch("predictions", queryset=flagged, to_attr="flagged_predictions")
-        )
+    """Filters on flags count only X-rays whose last scoring succeeded: a failed rescoring keeps the
+    earlier run's rows for the record, and their flags are not the X-ray's (diagnosis.records.results)."""
+
+    def for_lists(self):
+        """With the patient and the uploader, as the worklist and the patient's page show them; their
+        flags come from ``results_of`` (diagnosis.records.results)."""
+        return self.select_related("patient", "uploaded_by")
 
     def with_flagged_finding(self, finding):
-        return self.filter(predictions__finding=finding, predictions__flagged=True)
-
+        return self.filter(status=XRayStatus.DONE, predictions__finding=finding, predictions__flagged=True)
 
     def triage_order(self):
         """Strongest flag first: by the highest flagged prediction's probability (flags are only
-        raised for reliable findings), X-rays without a flag after; newest first within ties."""
+        raised for reliable findings) of X-rays whose last scoring succeeded, the others after;
+        newest first within ties."""
         strongest = (
             Prediction.objects.filter(xray=models.OuterRef("pk"), flagged=True)
             .order_by("-probability")
             .values("probability")[:1]
         )
-        return self.annotate(strongest_flag=models.Subquery(strongest)).order_by(
+        done = models.Case(models.When(status=XRayStatus.DONE, then=models.Subquery(strongest)))
+        return self.annotate(strongest_flag=done).order_by(
             models.F("strongest_flag").desc(nulls_last=True), "-uploaded_at", "-pk"
         )
 
@@ -217,54 +219,6 @@ class Prediction(models.Model):
 
     def __str__(self):
         return f"{self.finding}: {self.probability:.3f}{' (flagged)' if self.flagged else ''}"
-
-    @property
-    def display_name(self):
-        return DISPLAY_NAMES[self.finding]
-
-    @property
-    def percent(self):
-        return round(self.probability * 100, 1)
-
-    @property
-    def threshold(self):
-        return float(self.model_version.thresholds[self.finding])
-
-    @property
-    def threshold_percent(self):
-        return round(self.threshold * 100, 1)
-
-    @property
-    def reliability(self):
-        return self.model_version.finding_reliability(self.finding)
-
-    @property
-    def reliable(self):
-        return self.model_version.is_reliable(self.finding)
-
-    @property
-    def operating_point(self):
-        """Expected sensitivity and specificity at this finding's threshold (empty if not measured)."""
-        return (self.model_version.operating_point or {}).get("findings", {}).get(self.finding, {})
-
-    @property
-    def bar_position(self):
-        return scale_position(self.probability)
-
-    @property
-    def marker_position(self):
-        return scale_position(self.threshold)
-
-
-# Scores and thresholds are mostly a few per cent: bars use a log scale from 0.1 % to 100 %, so
-# that a threshold of 2 % and one of 10 % are far enough apart to see.
-SCALE_DECADES = 3
-
-
-def scale_position(probability):
-    """Where ``probability`` sits on the bars' log scale, in per cent of the bar's width."""
-    clipped = min(max(float(probability), 10.0**-SCALE_DECADES), 1.0)
-    return round((math.log10(clipped) + SCALE_DECADES) / SCALE_DECADES * 100, 1)
 
 
 class AuditAction(models.TextChoices):

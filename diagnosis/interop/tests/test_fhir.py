@@ -153,6 +153,8 @@ def test_the_report_is_a_preliminary_radiology_chest_x_ray_coded_with_loinc_3655
     assert report["issued"] == bundle["timestamp"] == "2026-05-06T07:08:09+00:00"
     assert report["conclusion"] == (
         "Flagged by the model for a clinician to check: Edema, Effusion. "
+        "Low resolution: this image is 64×64 pixels, under 256 on its short side. The model sees less fine detail "
+        "than it was trained on; score the original image where you have it. "
         "Not reliable with this model, so never flagged: Mass, Hernia. "
         "Research use only: not for clinical diagnosis. Results support, never replace, a clinician's reading."
     )
@@ -308,10 +310,10 @@ def test_a_pending_x_ray_has_no_report(patient):
     with pytest.raises(FhirUnavailable) as raised:
         diagnostic_report_bundle(xray)
     assert str(raised.value) == (
-        f"X-ray {xray.pk} has not been scored yet, so it has no FHIR report; it is scored once a model "
-        "version is active (manage.py rescore)."
+        f"X-ray {xray.pk} has no FHIR report. Pending: no model was installed when this X-ray was uploaded, and "
+        "none is active now. It is scored once a model version is active (manage.py rescore)."
     )
-    assert raised.value.reason == "pending"
+    assert raised.value.reason == "no_active_model"
 
 
 def test_a_failed_or_incomplete_x_ray_has_no_report(patient, tiny_model):
@@ -319,13 +321,17 @@ def test_a_failed_or_incomplete_x_ray_has_no_report(patient, tiny_model):
     with pytest.raises(FhirUnavailable) as raised:
         diagnostic_report_bundle(failed)
     assert str(raised.value) == (
-        f"Scoring X-ray {failed.pk} failed, so it has no FHIR report; score it again with manage.py rescore --failed."
+        f"X-ray {failed.pk} has no FHIR report. The model could not score this X-ray. "
+        "Score it again with manage.py rescore --failed."
     )
-    assert raised.value.reason == "failed"
+    assert raised.value.reason == "scoring_failed"
 
     partial = make_xray(patient, version=tiny_model)
     partial.predictions.filter(finding="Hernia").delete()
     with pytest.raises(FhirUnavailable) as raised:
         diagnostic_report_bundle(partial)
     assert raised.value.reason == "incomplete"
-    assert str(raised.value).startswith(f"X-ray {partial.pk} does not hold one prediction per finding")
+    assert str(raised.value) == (
+        f"X-ray {partial.pk} has no FHIR report. The stored scores of this X-ray are incomplete (not one per finding "
+        "from one model version), so none is shown. Score it again with manage.py rescore."
+    )

@@ -13,7 +13,8 @@ from dispredo_site.testing.factories import make_xray
 pytestmark = MARKS
 
 # A full report: three findings present, a long impression and an amendment's reason, with the
-# tiny model's 14 reliable findings filling the AI box's table (the shipped model has 4).
+# tiny model's 14 reliable findings filling the AI box's table (the shipped model has 4), and two
+# caveats in the box (a guard override, and low resolution: the factory's X-rays are 64 x 64).
 IMPRESSION = (
     "Moderate right pleural effusion with adjacent basal atelectasis. Heart size at the upper limit "
     "of normal. No pneumothorax. No focal consolidation in the left lung. Lines and tubes: none.\n"
@@ -31,6 +32,7 @@ def test_a_signed_off_report_prints_on_one_page_on_a4_and_letter(live_server, mo
     patient = Patient.objects.create(mrn="E2E-REPORT-1", name="Rosalind Elsie Franklin-Pemberton", sex="F")
     xray = make_xray(patient, version=tiny_model, flagged={"Effusion"}, content=sample_images["rgba_1024"].read_bytes())
     xray.accession_number = "ACC-2026-000123"
+    xray.guard_overridden = True
     xray.save()
     marks = {name: "absent" for name in FINDINGS} | {"Effusion": "present", "Atelectasis": "present",
                                                       "Cardiomegaly": "present", "Hernia": "not_assessable"}
@@ -53,6 +55,7 @@ def test_a_signed_off_report_prints_on_one_page_on_a4_and_letter(live_server, mo
         assert page.text_content("#signoff").split()[:6] == ["Signed", "off", "by", "Grace", "Hopper", "on"]
         assert "AI assistance" in page.text_content("#ai-box")
         assert "Research use only: not for clinical diagnosis." in page.text_content("#ai-box")
+        assert page.is_visible("#ai-guard-override") and page.is_visible("#ai-low-resolution")
         for hidden in ("body > header", "body > footer", "#print-report", ".report-actions"):
             assert page.is_hidden(hidden), hidden
         page.screenshot(path=str(tmp_path / "report-print.png"), full_page=True)

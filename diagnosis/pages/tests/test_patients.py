@@ -78,7 +78,7 @@ def test_the_patient_page_lists_past_xrays_newest_first(staff_client, patient, t
     new = make_xray(patient, version=tiny_model, flagged={"Mass", "Nodule"})
     response = staff_client.get(patient.get_absolute_url())
     assert [x.pk for x in response.context["page"]] == [new.pk, old.pk]
-    assert [p.finding for p in response.context["page"][1].flagged_predictions] == ["Edema"]
+    assert [f.finding for f in response.context["rows"][1][1].flagged] == ["Edema"]
     html = response.content.decode()
     assert "Edema 90.0%" in html and "Mass 90.0%" in html
 

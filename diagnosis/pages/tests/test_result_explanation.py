@@ -5,7 +5,7 @@ from django.test import Client
 from django.urls import reverse
 
 from diagnosis.lifecycle.registry import register_model_version
-from diagnosis.records.models import scale_position
+from diagnosis.records.results import scale_position
 from dispredo_core.findings import FINDINGS
 from dispredo_site.testing.helpers import upload_file
 from dispredo_site.testing.tiny_model import build_tiny_artefact
@@ -25,15 +25,16 @@ def partly_reliable_model(db, tmp_path):
 def test_findings_that_are_not_reliable_are_greyed_never_flagged_and_explained(staff_client, patient, partly_reliable_model, sample_images):
     response = upload_file(staff_client, sample_images["gray_1024"], patient)
     html = response.content.decode()
-    predictions = response.context["predictions"]
+    predictions = response.context["result"].ranked
     flagged = {p.finding for p in predictions if p.flagged}
     assert flagged == set(FINDINGS) - set(UNRELIABLE)
     # Reliable first, then the greyed ones.
     assert [p.reliable for p in predictions] == [True] * 11 + [False] * 3
     assert {p.finding for p in predictions[-3:]} == set(UNRELIABLE)
-    assert html.count('class=" unreliable"') == 3
+    assert html.count('class="unreliable"') == 3
     assert html.count('<span class="chip unreliable">not reliable</span>') == 3
-    assert "3 of 14 findings are not reliable with this model and are shown greyed, never flagged:" in html
+    assert "Not reliable with this model, so never flagged: Nodule, Mass, Hernia." in html
+    assert "Findings that are not reliable are shown greyed." in html
     assert "the lower end of its 95 % interval is at least 0.6" in html
     assert 'id="explanation"' in html and "It is a model score, not a diagnosis" in html
 
@@ -71,7 +72,7 @@ def test_a_version_without_reliability_figures_flags_nothing(staff_client, patie
     build_tiny_artefact(tmp_path / "old", name="old-format", thresholds={f: 0.0 for f in FINDINGS}, extra={"reliability": None})
     register_model_version(tmp_path / "old", activate=True)
     response = upload_file(staff_client, sample_images["gray_1024"], patient)
-    assert response.context["flagged"] == []
+    assert response.context["result"].flagged == []
     assert "This model version carries no reliability figures" in response.content.decode()
 
 

@@ -16,13 +16,14 @@ def scored_xray(staff_client, patient, tiny_model, sample_images):
 def test_the_result_page_shows_findings_high_to_low_with_flags(staff_client, scored_xray, tiny_model, staff):
     response = staff_client.get(scored_xray.get_absolute_url())
     html = response.content.decode()
-    predictions = response.context["predictions"]
+    result = response.context["result"]
+    predictions = result.ranked
     assert response.status_code == 200
     assert len(predictions) == 14
     probabilities = [p.probability for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True)
-    assert response.context["flagged"] == [p for p in predictions if p.probability >= 0.5]
-    assert html.count('class="flagged"') == len(response.context["flagged"])
+    assert result.flagged == [p for p in predictions if p.probability >= 0.5]
+    assert html.count('class="flagged"') == len(result.flagged)
     assert "Research use only: not for clinical diagnosis" in html
     assert tiny_model.name in html and staff.username in html
     assert reverse("diagnosis:xray_image", args=[scored_xray.pk]) in html

@@ -99,7 +99,7 @@ def test_the_ai_box_names_the_model_its_flags_scores_and_the_notice(staff_client
     assert len(rows) == 12
     assert ("Effusion (flagged)", "90.0&nbsp;%", "50.0&nbsp;%") in rows
     assert ("Atelectasis", "10.0&nbsp;%", "50.0&nbsp;%") in rows
-    assert text_of(page, "ai-unreliable") == "Not reliable with this model, never flagged: Nodule, Hernia."
+    assert text_of(page, "ai-unreliable-findings") == "Not reliable with this model, so never flagged: Nodule, Hernia."
     # The reader's findings are not in the box, and the box's model output is not in the findings.
     assert "Present" not in box and "AI" not in page[page.index('id="reading"'):page.index('id="ai-box"')]
 
@@ -155,7 +155,10 @@ def test_an_unread_x_ray_says_not_read_yet_and_the_upload_date_stands_for_the_st
     assert text_of(page, "not-read") == "Not read yet: no clinician has read this X-ray."
     assert text_of(page, "study-date") == "2026-02-02 (uploaded)"
     assert 'id="accession-number"' not in page
-    assert text_of(page, "ai-none") == "No model has scored this X-ray."
+    assert text_of(page, "ai-none") == (
+        "Pending: no model was installed when this X-ray was uploaded, and none is active now. It is scored once "
+        "a model version is active (manage.py rescore)."
+    )
     assert "Research use only: not for clinical diagnosis." in text_of(page, "ai-notice")
 
 
