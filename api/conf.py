@@ -27,7 +27,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["api.permissions.IsClinicStaff"],
     "COMPONENT_SPLIT_REQUEST": True,
-    "ENUM_NAME_OVERRIDES": {"ViewPositionEnum": "diagnosis.records.models.ViewPosition", "SexEnum": "diagnosis.records.models.Sex"},
+    "ENUM_NAME_OVERRIDES": {
+        "ViewPositionEnum": "diagnosis.records.models.ViewPosition",
+        "SexEnum": "diagnosis.records.models.Sex",
+        "CaveatCodeEnum": "diagnosis.records.caveats.CAVEAT_CODES",
+    },
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "POSTPROCESSING_HOOKS": [

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
-from diagnosis.records.models import Prediction, XRay
+from diagnosis.records.models import Prediction, XRay, XRayStatus
 
 
 class XRayInline(admin.TabularInline):
@@ -77,6 +77,9 @@ class XRayAdmin(admin.ModelAdmin):
 
     @admin.display(description="Flagged")
     def flagged_findings(self, obj):
+        # Only the last scoring's flags: a failed rescoring keeps the earlier rows, which are not its result.
+        if obj.status != XRayStatus.DONE:
+            return "—"
         return ", ".join(p.finding for p in obj.predictions.all() if p.flagged) or "—"
 
     def get_queryset(self, request):
