@@ -4,6 +4,8 @@ and audited as the patient pages audit."""
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 
 from diagnosis.pages.forms import PatientSearchForm
@@ -13,6 +15,17 @@ from diagnosis.records.access import get_patient_for_user
 from diagnosis.records.models import AuditAction, Patient
 
 from .errors import form_data, form_error
+
+NO_DATE_MESSAGE = "Send null, or leave date_of_birth out, for no date of birth; a date is written YYYY-MM-DD."
+
+
+def patient_data(request):
+    """The request's patient fields for ``PatientForm``: an empty date is refused rather than read
+    as none (the schema says a date or null)."""
+    data = form_data(request, PatientForm.base_fields)
+    if data.get("date_of_birth") == "":
+        raise ValidationError({"date_of_birth": [NO_DATE_MESSAGE]})
+    return data
 from .schema import form_parameters
 from .serializers import PatientSerializer
 
@@ -23,6 +36,7 @@ from .serializers import PatientSerializer
 )
 class PatientList(generics.ListCreateAPIView):
     serializer_class = PatientSerializer
+    parser_classes = [JSONParser]  # JSON only: a form cannot say "no date of birth" (null) apart from ""
 
     def get_queryset(self):
         """All patients, or those whose record number or name holds ``q`` (the patient list's search)."""
@@ -43,7 +57,7 @@ class PatientList(generics.ListCreateAPIView):
         return response
 
     def create(self, request, *args, **kwargs):
-        form = PatientForm(form_data(request))
+        form = PatientForm(patient_data(request))
         if not form.is_valid():
             raise form_error(form)
         with transaction.atomic():
@@ -62,6 +76,7 @@ class PatientList(generics.ListCreateAPIView):
 )
 class PatientDetail(generics.RetrieveUpdateAPIView):
     serializer_class = PatientSerializer
+    parser_classes = [JSONParser]
     queryset = Patient.objects.all()  # for the schema's path parameter; get_object() applies the access rule
 
     def get_object(self):
@@ -74,7 +89,7 @@ class PatientDetail(generics.RetrieveUpdateAPIView):
 
     def update(self, request, *args, partial=False, **kwargs):
         patient = self.get_object()
-        data = form_data(request)
+        data = patient_data(request)
         if partial:  # the fields not sent keep their values
             data = {**PatientForm(instance=patient).initial, **{name: data.get(name) for name in data}}
         form = PatientForm(data, instance=patient)

@@ -94,6 +94,7 @@ _ANSWERS = {
     "401": ("No valid token or session", "Error"),
     "403": ("Not a clinic staff account (or a CSRF failure with a session)", "Error"),
     "404": ("No such object (or page)", "Error"),
+    "409": ("The record number is registered to another patient (matched ignoring case)", "FieldErrors"),
     "415": ("Not a media type the operation accepts", "Error"),
     "429": ("Rate limit reached; Retry-After says when to try again", "Error"),
 }
@@ -106,14 +107,34 @@ def _answers_of(path, operation):
         codes.append("404")
     if "requestBody" in operation:
         codes += ["400", "415"]
+        if path.startswith("/api/patients/"):
+            codes.append("409")
     elif any(p["in"] == "query" and p["name"] != "page" for p in parameters):
         codes.append("400")
     return codes
 
 
+# Every text field goes through a Django form, which refuses NUL ("Null characters are not allowed.")
+# and strips the spaces around a value, so a required one needs a character that is not a space.
+NO_NUL = "^[^\\x00]*$"
+NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+
+
+def _state_text_rules_in_requests(schemas):
+    """Say so in every request body's text fields (drf-spectacular names them *Request)."""
+    for name, component in schemas.items():
+        if not name.endswith("Request"):
+            continue
+        for field in component.get("properties", {}).values():
+            if field.get("type") == "string" and "format" not in field and "enum" not in field:
+                field.setdefault("pattern", NOT_BLANK if field.get("minLength", 0) >= 1 else NO_NUL)
+
+
 def add_error_responses(result, generator, request, public):
-    """drf-spectacular postprocessing hook: document the error answers of every operation."""
+    """drf-spectacular postprocessing hook: document the error answers of every operation, and that
+    no text field takes NUL."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    _state_text_rules_in_requests(schemas)
     schemas.setdefault("Error", ERROR)  # ErrorSerializer's component when a view names it
     schemas["FieldErrors"] = FIELD_ERRORS
     schemas["BadRequest"] = {

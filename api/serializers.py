@@ -215,9 +215,10 @@ class NewTokenSerializer(TokenSerializer):
 
 
 class TokenRequestSerializer(serializers.Serializer):
-    """Documents the token request: a name, and the password unless signed in (session)."""
+    """Documents the token request: a name, and the user name and password (which a request from a
+    signed-in browser session may leave out)."""
 
     name = serializers.CharField(max_length=100)
-    username = serializers.CharField(required=False)
-    password = serializers.CharField(required=False, style={"input_type": "password"})
+    username = serializers.CharField(help_text="Not needed from a signed-in session.")
+    password = serializers.CharField(style={"input_type": "password"}, help_text="Not needed from a signed-in session.")
 

@@ -8,6 +8,7 @@ with the ``api.delete_apitoken`` permission (an administrator) revokes anyone's.
 import logging
 
 from django.contrib.auth.forms import AuthenticationForm
+from django.forms.forms import NON_FIELD_ERRORS
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.authentication import SessionAuthentication
@@ -17,7 +18,7 @@ from rest_framework.response import Response
 
 from diagnosis.records.access import STAFF_ONLY_MESSAGE
 
-from .errors import form_data, form_error
+from .errors import NotSignedIn, form_data, form_error
 from .forms import TokenForm
 from .models import ApiToken
 from .serializers import NewTokenSerializer, TokenRequestSerializer, TokenSerializer
@@ -53,14 +54,14 @@ class TokenList(generics.ListAPIView):
 
     @extend_schema(
         summary="Create a token",
-        description="With `username` and `password`, or from a signed-in session (with its CSRF token). "
-        "The answer holds the key; it is shown only this once.",
+        description="With `username` and `password` (a wrong pair answers 401), or from a signed-in session "
+        "(with its CSRF token), which needs neither. The answer holds the key; it is shown only this once.",
         request=TokenRequestSerializer,
         responses={201: NewTokenSerializer},
         auth=[{}, {"cookieAuth": []}],
     )
     def post(self, request):
-        data = form_data(request)
+        data = form_data(request, {"name", "username", "password"})
         user = self._user_of(request, data)
         form = TokenForm(data)
         if not form.is_valid():
@@ -81,6 +82,9 @@ class TokenList(generics.ListAPIView):
                 request._request, data={"username": data.get("username", ""), "password": data.get("password", "")}
             )
             if not sign_in.is_valid():
+                refused = sign_in.errors.as_data().get(NON_FIELD_ERRORS)
+                if refused:  # both were given, and they do not sign anyone in: 401, not bad input
+                    raise NotSignedIn(refused[0].messages[0], code=refused[0].code)
                 raise form_error(sign_in)
             user = sign_in.get_user()
         if not user.is_staff:

@@ -96,7 +96,7 @@ class XRayList(generics.ListAPIView):
         responses={201: XRaySerializer},
     )
     def post(self, request):
-        form = UploadForm(form_data(request), request.FILES)
+        form = UploadForm(form_data(request, UploadForm.base_fields), request.FILES)
         outcome = receive(form.incoming(request.user, Source.API))
         if not outcome.stored:
             form.refuse(outcome)

@@ -47,7 +47,7 @@ def test_token_requests_with_a_password_are_limited_per_address(anonymous_api, s
     settings.DISPREDO_API_SIGN_IN_RATE = "2/min"
     data = {"username": "nurse", "password": "wrong", "name": "guess"}
     statuses = [anonymous_api.post(reverse("api:token-list"), data).status_code for _ in range(3)]
-    assert statuses == [400, 400, 429]
+    assert statuses == [401, 401, 429]
     right = {"username": "nurse", "password": "correct horse battery", "name": "RIS"}
     assert anonymous_api.post(reverse("api:token-list"), right).status_code == 429
 

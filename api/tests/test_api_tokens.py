@@ -4,6 +4,7 @@ their holder or an administrator; a revoked token is refused."""
 from urllib.parse import urlencode
 
 import pytest
+from drf_spectacular.generators import SchemaGenerator
 from django.contrib.auth.forms import AuthenticationForm
 from django.urls import reverse
 from rest_framework.test import APIClient
@@ -45,16 +46,16 @@ def test_a_token_is_created_with_the_password_and_opens_the_api(anonymous_api, s
 @pytest.mark.django_db
 def test_it_refuses_a_wrong_password_with_the_sign_in_pages_message(anonymous_api, staff):
     response = anonymous_api.post(TOKENS, {"username": "nurse", "password": "wrong", "name": "RIS"})
-    assert response.status_code == 400
+    assert response.status_code == 401  # a wrong pair does not sign anyone in: not bad input
     expected = AuthenticationForm.error_messages["invalid_login"] % {"username": "username"}
-    assert response.json() == {"non_field_errors": [expected]}
+    assert response.json() == {"detail": expected}
     assert not ApiToken.objects.exists()
 
 
 @pytest.mark.django_db
 def test_it_refuses_a_locked_out_sign_in_with_the_apis_json_error(anonymous_api, staff):
     for _ in range(4):
-        assert anonymous_api.post(TOKENS, {"username": "nurse", "password": "wrong", "name": "RIS"}).status_code == 400
+        assert anonymous_api.post(TOKENS, {"username": "nurse", "password": "wrong", "name": "RIS"}).status_code == 401
     fifth = anonymous_api.post(TOKENS, {"username": "nurse", "password": "wrong", "name": "RIS"})
     then = anonymous_api.post(TOKENS, {"username": "nurse", "password": PASSWORD, "name": "RIS"})
     for response in (fifth, then):
@@ -157,3 +158,12 @@ def test_the_token_of_an_account_made_inactive_is_refused(api, staff):
     staff.is_active = False
     staff.save()
     assert api.get(PATIENTS).status_code == 401
+
+
+@pytest.mark.django_db
+def test_the_schema_says_a_token_request_needs_the_user_name_and_password(anonymous_api, staff):
+    response = anonymous_api.post(TOKENS, {"name": "RIS"})
+    assert response.status_code == 400
+    assert set(response.json()) == {"username", "password"}
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    assert sorted(schema["components"]["schemas"]["TokenRequestRequest"]["required"]) == ["name", "password", "username"]

@@ -5,7 +5,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from diagnosis.records.identifiers import record_number
-from diagnosis.records.models import Patient
+from diagnosis.records.models import Patient, Sex
 
 TAKEN_MESSAGE = "Patient with this Medical record number already exists."
 
@@ -19,6 +19,13 @@ class PatientForm(forms.ModelForm):
         model = Patient
         fields = ["mrn", "name", "sex", "date_of_birth", "notes"]
         widgets = {"date_of_birth": DateInput(), "notes": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["sex"].required = False  # left out or blank: unknown
+
+    def clean_sex(self):
+        return self.cleaned_data["sex"] or Sex.UNKNOWN
 
     def clean_mrn(self):
         """As given, without the spaces around it; refused when another patient has it, in any case."""
