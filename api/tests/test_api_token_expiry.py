@@ -2,20 +2,17 @@
 holder sees when (on creation, in the list, in the admin); an expired token is refused with 401 and
 a message that says it expired."""
 
-import os
-import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone as django_timezone
 from rest_framework.test import APIClient
 
 from api.models import ApiToken
-from dispredo_site.testing.helpers import bearer
+from dispredo_site.testing.helpers import bearer, start_refusal
+from dispredo_site.testing.migrations import latest as leaf_nodes
+from dispredo_site.testing.migrations import migrate
 
 TOKENS = reverse("api:token-list")
 PATIENTS = reverse("api:patient-list")
@@ -84,26 +81,12 @@ def test_the_admin_lists_when_each_token_expires(admin_client_, staff, token_of)
 
 
 def test_a_bad_token_lifetime_in_the_environment_stops_the_start_with_a_clear_message():
-    result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
-        env={**os.environ, "DJANGO_SETTINGS_MODULE": "dispredo_site.settings", "DISPREDO_API_TOKEN_DAYS": "0"},
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode != 0
-    assert "DISPREDO_API_TOKEN_DAYS must be a whole number from 1 to 3650, not '0'." in result.stderr
-
-
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
+    assert "DISPREDO_API_TOKEN_DAYS must be a whole number from 1 to 3650, not '0'." in start_refusal(DISPREDO_API_TOKEN_DAYS="0")
 
 
 @pytest.mark.django_db(transaction=True)
 def test_tokens_issued_before_the_upgrade_expire_90_days_after_their_creation():
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    latest = leaf_nodes()
     created = datetime(2026, 10, 1, 8, 30, tzinfo=timezone.utc)
     try:
         old = migrate([("api", "0001_initial")])

@@ -4,9 +4,9 @@ their holder or an administrator; a revoked token is refused."""
 from urllib.parse import urlencode
 
 import pytest
-from drf_spectacular.generators import SchemaGenerator
 from django.contrib.auth.forms import AuthenticationForm
 from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from api.models import ApiToken, digest

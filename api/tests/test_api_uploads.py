@@ -7,9 +7,9 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from api.xrays import OVERRIDE_HINT
+from diagnosis.intake.content import INVALID_IMAGE_MESSAGE
 from diagnosis.intake.dicom_records import WRONG_PATIENT_MESSAGE
 from diagnosis.intake.pipeline import GUARD_OVERRIDE_DETAIL
-from diagnosis.intake.content import INVALID_IMAGE_MESSAGE
 from diagnosis.records.models import AuditEvent, Patient, Prediction, XRay
 from dispredo_core.findings import FINDINGS
 from dispredo_core.guard import REFUSAL_MESSAGE

@@ -58,3 +58,18 @@ def reading_data(action="save", marks=None, impression="", **fields):
 def bearer(key):
     """The header of an API request sent with the token ``key``."""
     return {"HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+
+def start_refusal(**environment):
+    """What starting Django with ``environment`` added prints when the settings refuse it (its
+    standard error); fails the test if it starts."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "dispredo_site.settings", **environment}
+    done = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0, f"Django started with {environment}"
+    return done.stderr

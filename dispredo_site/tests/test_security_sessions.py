@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from diagnosis.records.models import XRay
+from dispredo_site.testing.helpers import start_refusal
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,11 +94,8 @@ def test_static_files_stay_cacheable(staff_client):
 
 
 def test_the_idle_timeout_must_be_a_positive_number_of_minutes(tmp_path):
-    code = "import django; django.setup()"
-    env = {**os.environ, "DISPREDO_DATA_DIR": str(tmp_path), "DISPREDO_SESSION_IDLE_MINUTES": "0"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0
-    assert "DISPREDO_SESSION_IDLE_MINUTES must be a whole number of at least 1, not '0'." in result.stderr
+    refused = start_refusal(DISPREDO_DATA_DIR=str(tmp_path), DISPREDO_SESSION_IDLE_MINUTES="0")
+    assert "DISPREDO_SESSION_IDLE_MINUTES must be a whole number of at least 1, not '0'." in refused
 
 
 @pytest.mark.django_db

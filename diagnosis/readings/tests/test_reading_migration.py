@@ -3,23 +3,16 @@
 from datetime import datetime, timezone
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+
+from dispredo_site.testing.migrations import latest as leaf_nodes, migrate
 
 BEFORE = [("diagnosis", "0005_readings")]
 AFTER = [("diagnosis", "0006_reviews_to_readings_and_readers_group")]
 
 
-def migrate(targets):
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(targets)
-    return executor.loader.project_state(targets).apps
-
-
 @pytest.mark.django_db(transaction=True)
 def test_reviews_become_a_draft_reading_with_their_verdicts_and_notes():
-    latest = MigrationExecutor(connection).loader.graph.leaf_nodes()
+    latest = leaf_nodes()
     try:
         old = migrate(BEFORE)
         user = old.get_model("auth", "User").objects.create(username="dr-who", is_staff=True)
