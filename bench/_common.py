@@ -173,8 +173,9 @@ def banner(text):
     return f"{bar}\n" + "\n".join(f"!! {line}" for line in text.splitlines()) + f"\n{bar}"
 
 
-def django_env(data_dir, **extra):
-    """Environment for a Django process of this repository writing only under ``data_dir``.
+def django_env(data_dir, root=REPO, **extra):
+    """Environment for a Django process of the project at ``root`` (this repository by default)
+    writing only under ``data_dir``.
 
     Settings that could point at another installation's data (database, media, models) are
     removed, so they all follow ``data_dir``.
@@ -185,7 +186,7 @@ def django_env(data_dir, **extra):
     env.update(
         DJANGO_SETTINGS_MODULE="dispredo_site.settings",
         DISPREDO_DATA_DIR=str(data_dir),
-        PYTHONPATH=str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
+        PYTHONPATH=str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""),
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env

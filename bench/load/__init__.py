@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.load --clients 2 4 --seconds 5
     .venv/bin/python -m bench.load --workers 4 --threads 2 --json out.json
     .venv/bin/python -m bench.load --database postgres --servers 2   # two servers, one PostgreSQL
+    .venv/bin/python -m bench.load --against main --clients 8      # this checkout and main, in turn
 
 What it does:
 

@@ -9,10 +9,12 @@ from pathlib import Path
 from bench.load.uploads import FINDINGS_COUNT
 
 
-def _stored_rows(data_dir, cluster):
+def _stored_rows(data_dir, database_url):
     """(X-ray rows {id: {image, sha256, status}}, {xray id: (predictions, distinct findings)})."""
-    if cluster is not None:
-        db = cluster.connect()
+    if database_url is not None:
+        import psycopg
+
+        db = psycopg.connect(database_url)
     else:
         db = sqlite3.connect(f"file:{Path(data_dir) / 'dispredo.sqlite3'}?mode=ro", uri=True)
     try:
@@ -31,11 +33,11 @@ def _stored_rows(data_dir, cluster):
     return rows, predictions
 
 
-def check_database(data_dir, accepted, cluster=None, requests_failed=False):
+def check_database(data_dir, accepted, database_url=None, requests_failed=False):
     """Every accepted upload stored once, with its file and 14 predictions, and rows = files = accepted
     (unless ``requests_failed``: a request may fail after storing). Returns (ok, lines, figures)."""
     media = Path(data_dir) / "media"
-    rows, predictions = _stored_rows(data_dir, cluster)
+    rows, predictions = _stored_rows(data_dir, database_url)
 
     problems = collections.Counter()
     examples = {}

@@ -42,6 +42,14 @@ class Cluster:
 
         return psycopg.connect(self.url)
 
+    def database(self, name):
+        """The DATABASE_URL of a new, empty database ``name`` on this cluster (for --against)."""
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}"')
+        return self.url.rsplit("/", 1)[0] + "/" + name
+
     def stop(self):
         """Stop the server and remove its folder; safe to call twice."""
         if self.folder is not None:

@@ -75,6 +75,18 @@ def parse_args(argv=None):
         help="after each result page, also GET the image (from the server that showed the page) and compare "
         "it with the upload; not timed",
     )
+    parser.add_argument(
+        "--against",
+        metavar="REF",
+        help="also run the project at this git ref (a commit, branch or tag), with its own data folder and "
+        "servers, level by level in turn with this checkout, and print the ratio of the two",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="times each level is run on each side, alternating which goes first (default: 2 with --against, else 1)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary data folder and server log")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON to PATH")
     args = parser.parse_args(argv)
@@ -85,6 +97,12 @@ def parse_args(argv=None):
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
+    if args.rounds is None:
+        args.rounds = 2 if args.against else 1
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.against and args.port:
+        parser.error("--port is for one side only: leave it out with --against")
     if args.inference_threads is not None and args.inference_threads < 1:
         parser.error("--inference-threads must be at least 1")
     return args

@@ -16,16 +16,24 @@ from dispredo_site.testing.ports import free_port
 
 ACCESS_LINE = re.compile(r'"(\w+) (\S+) HTTP/[\d.]+" (\d+) \S+ (\d+)$')
 NUMBER_IN_PATH = re.compile(r"/\d+/")
-GUNICORN_CONFIG = "python:bench.load.gunicorn_hooks"
+# By its path, so that a checkout of another version (--against) is served with the same hook.
+GUNICORN_CONFIG = f"file:{REPO / 'bench' / 'load' / 'gunicorn_hooks.py'}"
+# Run in the code under load, which may be an older version (--against): its modules' older names too.
 REGISTER_ARTEFACT = """
 import sys
 from pathlib import Path
 import django
 django.setup()
-from diagnosis.lifecycle.registry import register_model_version
+try:
+    from diagnosis.lifecycle.registry import register_model_version
+except ImportError:
+    from diagnosis.registry import register_model_version
 directory = Path(sys.argv[1])
 if sys.argv[2] == "tiny":
-    from dispredo_site.testing.tiny_model import build_tiny_artefact
+    try:
+        from dispredo_site.testing.tiny_model import build_tiny_artefact
+    except ImportError:
+        from diagnosis.tests.tiny_model import build_tiny_artefact
     build_tiny_artefact(directory, name="tiny-test-model")
 version = register_model_version(directory, activate=True)
 print(version.name)
@@ -33,11 +41,12 @@ print(version.name)
 
 
 class Server:
-    """gunicorn serving the app from ``data_dir``; stopped cleanly by ``stop()``. ``number`` (from 1)
-    names its logs when there are several (server-2.log, access-2.log)."""
+    """gunicorn serving the project at ``root`` from ``data_dir``; stopped cleanly by ``stop()``.
+    ``number`` (from 1) names its logs when there are several (server-2.log, access-2.log)."""
 
-    def __init__(self, args, env, data_dir, number=1, port=0):
+    def __init__(self, args, env, data_dir, number=1, port=0, root=REPO):
         self.number = number
+        self.root = root
         self.port = port or free_port()
         suffix = "" if args.servers == 1 else f"-{number}"
         self.log_path = Path(data_dir) / f"server{suffix}.log"
@@ -78,7 +87,7 @@ class Server:
         log = open(self.log_path, "ab")
         # Its own session: Ctrl+C reaches this script only, which then stops the server in order.
         self.process = subprocess.Popen(
-            self.command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command, cwd=self.root, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
         probe = Client(self.port)
@@ -165,9 +174,9 @@ class Server:
         return found
 
 
-def prepare(args, data_dir, password, database_url=None):
-    """A fresh database (SQLite in ``data_dir``, or ``database_url``) with the staff account and an
-    active model; returns (env, model description)."""
+def prepare(args, data_dir, password, database_url=None, root=REPO):
+    """A fresh database (SQLite in ``data_dir``, or ``database_url``) of the project at ``root``,
+    with the staff account and an active model; returns (env, model description)."""
     extra = {
         "DISPREDO_SECRET_KEY": secrets.token_urlsafe(50),
         "DISPREDO_ALLOWED_HOSTS": f"{HOST},localhost",
@@ -179,13 +188,13 @@ def prepare(args, data_dir, password, database_url=None):
         extra["DISPREDO_INFERENCE_THREADS"] = args.inference_threads
     if database_url:
         extra["DATABASE_URL"] = database_url
-    env = django_env(data_dir, **extra)
+    env = django_env(data_dir, root=root, **extra)
     # DISPREDO_STORAGE too: the files go to the data folder's media, where the check reads them.
     for name in ("DISPREDO_ADMIN_USERNAME", "DISPREDO_ADMIN_PASSWORD", "DISPREDO_BIND", "DISPREDO_STORAGE"):
         env.pop(name, None)
     setup_env = dict(env, DISPREDO_ADMIN_USERNAME=USERNAME, DISPREDO_ADMIN_PASSWORD=password)
     done = subprocess.run(
-        [PYTHON, "manage.py", "setup"], cwd=REPO, env=setup_env, capture_output=True, text=True, timeout=600
+        [PYTHON, "manage.py", "setup"], cwd=root, env=setup_env, capture_output=True, text=True, timeout=600
     )
     if done.returncode != 0:
         raise BenchError(f"manage.py setup failed:\n{done.stdout}\n{done.stderr}")
@@ -196,7 +205,7 @@ def prepare(args, data_dir, password, database_url=None):
         directory = Path(args.artefact).resolve() if args.artefact else Path(data_dir) / "tiny-test-model"
         done = subprocess.run(
             [PYTHON, "-c", REGISTER_ARTEFACT, str(directory), kind],
-            cwd=REPO,
+            cwd=root,
             env=env,
             capture_output=True,
             text=True,
